@@ -1,0 +1,37 @@
+//! The audit log (API.md §5): one row per security event, written in the same
+//! transaction as the change it describes. Details are small JSON objects and never hold
+//! a password, token or hash.
+
+use serde_json::json;
+
+use crate::app::App;
+use crate::db::{integer, optional_text, statement, text};
+use crate::ports::Statement;
+
+pub const REGISTER: &str = "register";
+pub const LOGIN: &str = "login";
+pub const LOGIN_FAILED: &str = "login_failed";
+pub const SESSION_EVICTED: &str = "session_evicted";
+
+/// The statement that records `event` about `user_id`.
+pub fn record(
+    app: &App<'_>,
+    event: &str,
+    user_id: Option<&str>,
+    ip_address: Option<&str>,
+    detail: serde_json::Value,
+) -> Statement {
+    let detail = if detail.is_null() { json!({}) } else { detail };
+    statement(
+        "INSERT INTO audit_events (id, at, event, user_id, ip_address, detail) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+        vec![
+            text(app.new_id()),
+            integer(app.now()),
+            text(event),
+            optional_text(user_id),
+            optional_text(ip_address),
+            text(detail.to_string()),
+        ],
+    )
+}

@@ -1,0 +1,388 @@
+//! The authentication operations, shared by the HTTP routes and the typed `api` export:
+//! register, login, verify an access token, read a user.
+
+use serde_json::json;
+
+use crate::app::App;
+use crate::audit;
+use crate::error::{Error, FieldError};
+use crate::password;
+use crate::ports::StoreError;
+use crate::sessions::{self, Authenticated, Client, Grant, LIMIT_GUARD_INDEX};
+use crate::users::{self, User};
+use crate::validation::{self, Identifiers};
+
+/// What a new account is registered with, as received.
+#[derive(Clone, Debug, Default)]
+pub struct Registration {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub mobile_number: Option<String>,
+}
+
+/// The outcome of a registration.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Registered {
+    /// The account was given a session at once.
+    SignedIn(Grant),
+    /// Email verification is required first; no session was opened.
+    VerificationRequired(User),
+}
+
+/// Every rule a registration breaks (empty when it is valid).
+pub fn check_registration(app: &App<'_>, input: &Registration) -> Vec<FieldError> {
+    validate(app, input).err().unwrap_or_default()
+}
+
+/// Checks every field of a registration; returns the normalised email and mobile number.
+fn validate(
+    app: &App<'_>,
+    input: &Registration,
+) -> Result<(String, Option<String>), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    validation::check_username(&input.username, &mut errors);
+    let email = validation::check_email(&input.email, &mut errors);
+    let mobile = input
+        .mobile_number
+        .as_deref()
+        .filter(|number| !number.is_empty())
+        .and_then(|number| validation::check_mobile(number, &mut errors));
+    let identifiers = Identifiers {
+        username: &input.username,
+        email: &email,
+    };
+    validation::check_password(
+        &input.password,
+        &identifiers,
+        app.settings,
+        "password",
+        &mut errors,
+    );
+    if errors.is_empty() {
+        Ok((email, mobile.map(|mobile| mobile.number)))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Registers an account, and unless email verification is required, opens its first
+/// session — all in one transaction with the `register` audit event.
+pub fn register(app: &App<'_>, input: &Registration, client: &Client) -> Result<Registered, Error> {
+    let (email, mobile_number) = validate(app, input).map_err(Error::Validation)?;
+    let now = app.now();
+    let password_hash =
+        password::hash(&input.password, &app.env.random_bytes(password::salt_len()))
+            .map_err(Error::Internal)?;
+    let user = User {
+        id: app.new_id(),
+        username: input.username.clone(),
+        email,
+        mobile_number,
+        password_hash,
+        email_verified: false,
+        is_active: true,
+        is_admin: false,
+        created_at: now,
+        updated_at: now,
+    };
+    let mut statements = vec![
+        user.insert(),
+        audit::record(
+            app,
+            audit::REGISTER,
+            Some(&user.id),
+            client.ip_address.as_deref(),
+            json!({ "username": user.username }),
+        ),
+    ];
+    if app.settings.require_email_verification {
+        app.db.batch(statements).map_err(registration_conflict)?;
+        return Ok(Registered::VerificationRequired(user));
+    }
+    let opening = sessions::open(app, &user, client)?;
+    statements.extend(opening.statements);
+    app.db.batch(statements).map_err(registration_conflict)?;
+    Ok(Registered::SignedIn(opening.grant))
+}
+
+/// Maps a unique violation to the field it concerns.
+fn registration_conflict(error: StoreError) -> Error {
+    match error {
+        StoreError::UniqueViolation(constraint) => {
+            let constraint = constraint.to_ascii_lowercase();
+            if constraint.contains("username") {
+                Error::UsernameTaken
+            } else if constraint.contains("email") {
+                Error::EmailTaken
+            } else if constraint.contains("mobile") {
+                Error::MobileTaken
+            } else {
+                Error::Internal(format!("unexpected unique violation: {constraint}"))
+            }
+        }
+        other => other.into(),
+    }
+}
+
+/// Logs in by username, email or mobile number. Unknown accounts cost the same hash as
+/// known ones; the account's state is revealed only after a correct password.
+pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Result<Grant, Error> {
+    check_login_input(login, password)?;
+    let Some(user) = users::find_by_login(app, login)? else {
+        password::verify_dummy(password);
+        record_failure(app, None, client)?;
+        return Err(Error::InvalidCredentials);
+    };
+    if !password::verify(password, &user.password_hash) {
+        record_failure(app, Some(&user.id), client)?;
+        return Err(Error::InvalidCredentials);
+    }
+    if !user.is_active {
+        return Err(Error::AccountDisabled);
+    }
+    if app.settings.require_email_verification && !user.email_verified {
+        return Err(Error::EmailNotVerified);
+    }
+    let opening = sessions::open(app, &user, client)?;
+    let mut statements = opening.statements;
+    statements.push(audit::record(
+        app,
+        audit::LOGIN,
+        Some(&user.id),
+        client.ip_address.as_deref(),
+        json!({ "session_id": opening.grant.session_id }),
+    ));
+    match app.db.batch(statements) {
+        Ok(_) => Ok(opening.grant),
+        Err(StoreError::ConditionFailed(index)) if index as usize == LIMIT_GUARD_INDEX => {
+            Err(Error::SessionLimitReached)
+        }
+        // The account was deleted between the lookup and the login.
+        Err(StoreError::ConditionFailed(_)) => Err(Error::InvalidCredentials),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Missing fields and oversized values are refused before any lookup.
+fn check_login_input(login: &str, password: &str) -> Result<(), Error> {
+    let mut errors = Vec::new();
+    for (field, value, max) in [
+        ("login", login, validation::EMAIL_MAX),
+        ("password", password, crate::settings::PASSWORD_MAX_LENGTH),
+    ] {
+        if value.is_empty() {
+            errors.push(FieldError::new(
+                field,
+                "required",
+                format!("{field} is required."),
+            ));
+        } else if value.chars().count() > max {
+            errors.push(FieldError::new(
+                field,
+                "too_long",
+                format!("At most {max} characters."),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+fn record_failure(app: &App<'_>, user_id: Option<&str>, client: &Client) -> Result<(), Error> {
+    let event = audit::record(
+        app,
+        audit::LOGIN_FAILED,
+        user_id,
+        client.ip_address.as_deref(),
+        json!({ "reason": if user_id.is_some() { "wrong_password" } else { "unknown_account" } }),
+    );
+    app.db.batch(vec![event])?;
+    Ok(())
+}
+
+/// Verifies an access token (signature, claims, live session and account).
+pub fn verify_access_token(app: &App<'_>, token: &str) -> Result<Authenticated, Error> {
+    sessions::authenticate(app, token)
+}
+
+/// Reads an account by id.
+pub fn get_user(app: &App<'_>, user_id: &str) -> Result<User, Error> {
+    users::find_by_id(app, user_id)?.ok_or(Error::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Harness;
+
+    fn registration(username: &str, email: &str) -> Registration {
+        Registration {
+            username: username.into(),
+            email: email.into(),
+            password: "Tr1cky!Horse#42".into(),
+            mobile_number: Some("+1 (415) 555-0100".into()),
+        }
+    }
+
+    fn client() -> Client {
+        Client::new(Some("test-agent".into()), Some("127.0.0.1".into()))
+    }
+
+    fn signed_in(registered: Registered) -> Grant {
+        match registered {
+            Registered::SignedIn(grant) => grant,
+            other => panic!("expected a session, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn register_then_login_by_username_email_and_mobile() {
+        let harness = Harness::new(&[("max_sessions", "0")]);
+        let app = harness.app();
+        let grant = signed_in(
+            register(
+                &app,
+                &registration("John_Doe", "John@Example.com"),
+                &client(),
+            )
+            .unwrap(),
+        );
+        assert_eq!(grant.user.email, "john@example.com");
+        assert_eq!(grant.user.mobile_number.as_deref(), Some("+14155550100"));
+        for name in [
+            "john_doe",
+            "JOHN@example.COM",
+            "1-415-555-0100",
+            "+1 415 555 0100",
+        ] {
+            let login = login(&app, name, "Tr1cky!Horse#42", &client()).unwrap();
+            assert_eq!(login.user.id, grant.user.id, "{name}");
+        }
+        assert_eq!(
+            login(&app, "john_doe", "wrong-Passw0rd!", &client()),
+            Err(Error::InvalidCredentials)
+        );
+        assert_eq!(
+            login(&app, "nobody", "Tr1cky!Horse#42", &client()),
+            Err(Error::InvalidCredentials)
+        );
+    }
+
+    #[test]
+    fn duplicates_are_refused_with_the_field_that_clashes() {
+        let harness = Harness::new(&[]);
+        let app = harness.app();
+        register(
+            &app,
+            &registration("john_doe", "john@example.com"),
+            &client(),
+        )
+        .unwrap();
+        let mut clash = registration("JOHN_DOE", "other@example.com");
+        clash.mobile_number = None;
+        assert_eq!(register(&app, &clash, &client()), Err(Error::UsernameTaken));
+        clash = registration("other", "John@Example.com");
+        clash.mobile_number = None;
+        assert_eq!(register(&app, &clash, &client()), Err(Error::EmailTaken));
+        clash = registration("other", "other@example.com");
+        clash.mobile_number = Some("14155550100".into());
+        assert_eq!(register(&app, &clash, &client()), Err(Error::MobileTaken));
+    }
+
+    #[test]
+    fn tokens_work_while_the_session_lives_and_expire_with_the_clock() {
+        let harness = Harness::new(&[("clock_skew", "0")]);
+        let app = harness.app();
+        let grant = signed_in(
+            register(
+                &app,
+                &registration("john_doe", "john@example.com"),
+                &client(),
+            )
+            .unwrap(),
+        );
+        let verified = verify_access_token(&app, &grant.access_token).unwrap();
+        assert_eq!(verified.claims.sid, grant.session_id);
+        assert_eq!(verified.username, "john_doe");
+        harness.env.advance(900);
+        assert_eq!(
+            verify_access_token(&app, &grant.access_token),
+            Err(Error::InvalidToken)
+        );
+    }
+
+    #[test]
+    fn evict_oldest_keeps_the_newest_sessions() {
+        let harness = Harness::new(&[("max_sessions", "2")]);
+        let app = harness.app();
+        let first = signed_in(
+            register(
+                &app,
+                &registration("john_doe", "john@example.com"),
+                &client(),
+            )
+            .unwrap(),
+        );
+        harness.env.advance(1);
+        let second = login(&app, "john_doe", "Tr1cky!Horse#42", &client()).unwrap();
+        harness.env.advance(1);
+        let third = login(&app, "john_doe", "Tr1cky!Horse#42", &client()).unwrap();
+        assert_eq!(
+            verify_access_token(&app, &first.access_token),
+            Err(Error::InvalidToken)
+        );
+        assert!(verify_access_token(&app, &second.access_token).is_ok());
+        assert!(verify_access_token(&app, &third.access_token).is_ok());
+        let evictions = app
+            .db
+            .query(
+                "SELECT id FROM audit_events WHERE event = 'session_evicted'",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(evictions.len(), 1);
+    }
+
+    #[test]
+    fn reject_policy_refuses_a_login_over_the_limit() {
+        let harness = Harness::new(&[("max_sessions", "1"), ("session_limit_policy", "reject")]);
+        let app = harness.app();
+        signed_in(
+            register(
+                &app,
+                &registration("john_doe", "john@example.com"),
+                &client(),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            login(&app, "john_doe", "Tr1cky!Horse#42", &client()),
+            Err(Error::SessionLimitReached)
+        );
+    }
+
+    #[test]
+    fn verification_required_registers_without_a_session_and_refuses_login() {
+        let harness = Harness::new(&[("require_email_verification", "true")]);
+        let app = harness.app();
+        let registered = register(
+            &app,
+            &registration("john_doe", "john@example.com"),
+            &client(),
+        )
+        .unwrap();
+        assert!(matches!(registered, Registered::VerificationRequired(_)));
+        assert_eq!(
+            login(&app, "john_doe", "Tr1cky!Horse#42", &client()),
+            Err(Error::EmailNotVerified)
+        );
+        assert_eq!(
+            login(&app, "john_doe", "Wrong!Horse#42", &client()),
+            Err(Error::InvalidCredentials)
+        );
+    }
+}

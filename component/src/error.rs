@@ -1,0 +1,173 @@
+//! The one error type of the domain, with the stable `code` and HTTP status of each case
+//! (API.md §2). The HTTP layer turns it into an RFC 9457 problem, the typed API into the
+//! WIT `error` variant.
+
+use crate::ports::StoreError;
+use serde::Serialize;
+
+/// One broken rule of one field (API.md §4 field codes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything that can go wrong, as a caller sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Error {
+    Validation(Vec<FieldError>),
+    UsernameTaken,
+    EmailTaken,
+    MobileTaken,
+    InvalidCredentials,
+    EmailNotVerified,
+    AccountDisabled,
+    SessionLimitReached,
+    RateLimited {
+        retry_after: u32,
+    },
+    /// No bearer token was sent.
+    Unauthorized,
+    /// A token was sent but is malformed, forged, expired or its session is gone.
+    InvalidToken,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+    UnsupportedMediaType,
+    PayloadTooLarge {
+        limit: usize,
+    },
+    InvalidJson(String),
+    /// The database cannot be reached.
+    Unavailable(String),
+    /// A bug or an unexpected database answer; the text is logged, never shown.
+    Internal(String),
+}
+
+impl Error {
+    /// The stable machine-readable code (API.md §2).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Validation(_) => "validation_failed",
+            Error::UsernameTaken => "username_taken",
+            Error::EmailTaken => "email_taken",
+            Error::MobileTaken => "mobile_taken",
+            Error::InvalidCredentials => "invalid_credentials",
+            Error::EmailNotVerified => "email_not_verified",
+            Error::AccountDisabled => "account_disabled",
+            Error::SessionLimitReached => "session_limit_reached",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::Unauthorized => "unauthorized",
+            Error::InvalidToken => "invalid_token",
+            Error::Forbidden => "forbidden",
+            Error::NotFound => "not_found",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::UnsupportedMediaType => "unsupported_media_type",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::InvalidJson(_) => "invalid_json",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status that goes with the code.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Validation(_) => 422,
+            Error::UsernameTaken
+            | Error::EmailTaken
+            | Error::MobileTaken
+            | Error::SessionLimitReached => 409,
+            Error::InvalidCredentials | Error::Unauthorized | Error::InvalidToken => 401,
+            Error::EmailNotVerified | Error::AccountDisabled | Error::Forbidden => 403,
+            Error::RateLimited { .. } => 429,
+            Error::NotFound => 404,
+            Error::MethodNotAllowed { .. } => 405,
+            Error::UnsupportedMediaType => 415,
+            Error::PayloadTooLarge { .. } => 413,
+            Error::InvalidJson(_) => 400,
+            Error::Unavailable(_) => 503,
+            Error::Internal(_) => 500,
+        }
+    }
+
+    /// A short, human-readable summary of the problem type.
+    pub fn title(&self) -> &'static str {
+        match self {
+            Error::Validation(_) => "Validation failed",
+            Error::UsernameTaken => "Username taken",
+            Error::EmailTaken => "Email taken",
+            Error::MobileTaken => "Mobile number taken",
+            Error::InvalidCredentials => "Invalid credentials",
+            Error::EmailNotVerified => "Email not verified",
+            Error::AccountDisabled => "Account disabled",
+            Error::SessionLimitReached => "Session limit reached",
+            Error::RateLimited { .. } => "Too many requests",
+            Error::Unauthorized => "Unauthorized",
+            Error::InvalidToken => "Invalid token",
+            Error::Forbidden => "Forbidden",
+            Error::NotFound => "Not found",
+            Error::MethodNotAllowed { .. } => "Method not allowed",
+            Error::UnsupportedMediaType => "Unsupported media type",
+            Error::PayloadTooLarge { .. } => "Payload too large",
+            Error::InvalidJson(_) => "Invalid JSON",
+            Error::Unavailable(_) => "Service unavailable",
+            Error::Internal(_) => "Internal server error",
+        }
+    }
+
+    /// A sentence for people; never reveals internals.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Validation(errors) => {
+                format!("{} field rule(s) were not met", errors.len())
+            }
+            Error::UsernameTaken => "That username is already registered.".into(),
+            Error::EmailTaken => "That email address is already registered.".into(),
+            Error::MobileTaken => "That mobile number is already registered.".into(),
+            Error::InvalidCredentials => "The login or the password is wrong.".into(),
+            Error::EmailNotVerified => "Verify your email address before logging in.".into(),
+            Error::AccountDisabled => "This account has been deactivated.".into(),
+            Error::SessionLimitReached => {
+                "The maximum number of sessions is reached; log out elsewhere first.".into()
+            }
+            Error::RateLimited { retry_after } => {
+                format!("Too many requests; retry in {retry_after} seconds.")
+            }
+            Error::Unauthorized => "A bearer token is required.".into(),
+            Error::InvalidToken => "The token is invalid, expired or revoked.".into(),
+            Error::Forbidden => "You may not do this.".into(),
+            Error::NotFound => "Nothing is here.".into(),
+            Error::MethodNotAllowed { allow } => format!("Allowed methods: {allow}."),
+            Error::UnsupportedMediaType => "The body must be sent as application/json.".into(),
+            Error::PayloadTooLarge { limit } => {
+                format!("The body is larger than {limit} bytes.")
+            }
+            Error::InvalidJson(reason) => format!("The body is not valid JSON: {reason}"),
+            Error::Unavailable(_) => "The database is unreachable; retry later.".into(),
+            Error::Internal(_) => "An internal error occurred.".into(),
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(reason) => Error::Unavailable(reason),
+            other => Error::Internal(format!("database: {other:?}")),
+        }
+    }
+}

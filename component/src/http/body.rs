@@ -1,0 +1,78 @@
+//! Reading JSON request bodies: the content type, the size limit, the syntax, and typed
+//! fields. A field of the wrong JSON type is a field error, not a parse failure.
+
+use serde_json::{Map, Value};
+
+use super::{Body, Request, header};
+use crate::error::{Error, FieldError};
+
+/// A parsed JSON object body.
+pub struct JsonObject {
+    map: Map<String, Value>,
+    /// Fields present with a JSON type other than the one expected.
+    pub type_errors: Vec<FieldError>,
+}
+
+/// Checks size, content type and syntax; the body must be a JSON object.
+pub fn json_object(request: &Request, limit: usize) -> Result<JsonObject, Error> {
+    let bytes = match &request.body {
+        Body::TooLarge => return Err(Error::PayloadTooLarge { limit }),
+        Body::Complete(bytes) => bytes,
+    };
+    if !is_json_content_type(request.header(header::CONTENT_TYPE)) {
+        return Err(Error::UnsupportedMediaType);
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(JsonObject {
+            map,
+            type_errors: Vec::new(),
+        }),
+        Ok(_) => Err(Error::InvalidJson("the body must be a JSON object".into())),
+        Err(error) => Err(Error::InvalidJson(describe(&error))),
+    }
+}
+
+/// `application/json`, with or without parameters such as `charset=utf-8`.
+fn is_json_content_type(value: Option<&str>) -> bool {
+    value
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Where the JSON broke, without echoing the body.
+fn describe(error: &serde_json::Error) -> String {
+    let what = match error.classify() {
+        serde_json::error::Category::Eof => "it ends too early",
+        serde_json::error::Category::Syntax => "a syntax error",
+        serde_json::error::Category::Data | serde_json::error::Category::Io => "unreadable data",
+    };
+    format!(
+        "{what} at line {}, column {}.",
+        error.line(),
+        error.column()
+    )
+}
+
+impl JsonObject {
+    /// A string field; absent or `null` gives `None`. Another type records an
+    /// `invalid_format` error for the field.
+    pub fn string(&mut self, field: &'static str) -> Option<String> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(_) => {
+                self.type_errors.push(FieldError::new(
+                    field,
+                    "invalid_format",
+                    "Must be a string.",
+                ));
+                None
+            }
+        }
+    }
+
+    /// True when `field` had the wrong JSON type.
+    pub fn is_mistyped(&self, field: &str) -> bool {
+        self.type_errors.iter().any(|error| error.field == field)
+    }
+}

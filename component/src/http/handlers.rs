@@ -1,0 +1,208 @@
+//! One function per endpoint: read the request, call the domain, shape the answer.
+
+use serde_json::{Value, json};
+
+use super::body::json_object;
+use super::problem::problem;
+use super::{Request, Response, header};
+use crate::app::{App, rfc3339};
+use crate::auth::{self, Registered, Registration};
+use crate::error::Error;
+use crate::sessions::{Authenticated, Client, Grant};
+use crate::settings::{PASSWORD_MAX_LENGTH, PasswordPolicy};
+use crate::validation;
+
+/// What a handler gets.
+pub struct Context<'a> {
+    pub app: &'a App<'a>,
+    pub request: &'a Request,
+}
+
+impl Context<'_> {
+    fn client(&self, device_name: Option<String>) -> Client {
+        let device_info = device_name
+            .filter(|name| !name.trim().is_empty())
+            .or_else(|| self.request.header(header::USER_AGENT).map(str::to_string));
+        Client::new(device_info, self.request.client_ip())
+    }
+
+    /// The bearer token's user and session, checked live.
+    fn authenticate(&self) -> Result<Authenticated, Error> {
+        let value = self
+            .request
+            .header(header::AUTHORIZATION)
+            .ok_or(Error::Unauthorized)?;
+        let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(Error::Unauthorized);
+        }
+        auth::verify_access_token(self.app, token.trim())
+    }
+}
+
+/// `GET /health`
+pub fn health(context: &Context<'_>) -> Result<Response, Error> {
+    let version = env!("CARGO_PKG_VERSION");
+    match context.app.db.query("SELECT 1", &[]) {
+        Ok(_) => Ok(Response::json(
+            200,
+            &json!({"status": "ok", "database": "ok", "version": version}),
+        )),
+        Err(error) => {
+            let mut answer = problem(&error);
+            answer.status = 503;
+            answer.body = json!({
+                "type": "urn:portcullis:problem:unavailable",
+                "title": "Service unavailable",
+                "status": 503,
+                "detail": "The database is unreachable.",
+                "code": "unavailable",
+                "database": "unavailable",
+                "version": version,
+            })
+            .to_string()
+            .into_bytes();
+            Ok(answer)
+        }
+    }
+}
+
+/// `GET /api/v1/validation-rules`
+pub fn validation_rules(context: &Context<'_>) -> Result<Response, Error> {
+    let settings = context.app.settings;
+    let complex = settings.password_policy == PasswordPolicy::Complex;
+    let body = json!({
+        "username": {
+            "min_length": validation::USERNAME_MIN,
+            "max_length": validation::USERNAME_MAX,
+            "pattern": "^[A-Za-z0-9_]+$",
+            "unique": "case_insensitive",
+        },
+        "email": {
+            "max_length": validation::EMAIL_MAX,
+            "stored_lowercase": true,
+            "unique": true,
+        },
+        "mobile_number": {
+            "required": false,
+            "pattern": "^\\+?[0-9]{10,15}$",
+            "ignored_characters": " -()",
+            "unique": true,
+        },
+        "password": {
+            "policy": if complex { "complex" } else { "nist" },
+            "min_length": settings.password_min_length,
+            "max_length": PASSWORD_MAX_LENGTH,
+            "require_uppercase": complex,
+            "require_lowercase": complex,
+            "require_digit": complex,
+            "require_special": complex,
+            "ascii_only": complex,
+            "common_password_check": true,
+            "common_password_count": validation::common_password_count(),
+            "disallow_identifiers": true,
+        },
+        "tokens": {
+            "algorithm": "HS256",
+            "issuer": settings.jwt_issuer,
+            "audience": settings.jwt_audience,
+            "access_ttl": settings.access_ttl,
+            "refresh_ttl": settings.refresh_ttl,
+            "clock_skew": settings.clock_skew,
+            "refresh_reuse_grace": settings.refresh_reuse_grace,
+        },
+        "sessions": {
+            "max_sessions": settings.max_sessions,
+            "limit_policy": match settings.session_limit_policy {
+                crate::settings::SessionLimitPolicy::EvictOldest => "evict_oldest",
+                crate::settings::SessionLimitPolicy::Reject => "reject",
+            },
+        },
+        "require_email_verification": settings.require_email_verification,
+        "max_body_bytes": settings.max_body_bytes,
+    });
+    Ok(Response::json(200, &body))
+}
+
+/// `POST /api/v1/auth/register`
+pub fn register(context: &Context<'_>) -> Result<Response, Error> {
+    let app = context.app;
+    let mut body = json_object(context.request, app.settings.max_body_bytes)?;
+    let input = Registration {
+        username: body.string("username").unwrap_or_default(),
+        email: body.string("email").unwrap_or_default(),
+        password: body.string("password").unwrap_or_default(),
+        mobile_number: body.string("mobile_number"),
+    };
+    if !body.type_errors.is_empty() {
+        let mut errors = body.type_errors.clone();
+        errors.extend(
+            auth::check_registration(app, &input)
+                .into_iter()
+                .filter(|error| !body.is_mistyped(error.field)),
+        );
+        return Err(Error::Validation(errors));
+    }
+    match auth::register(app, &input, &context.client(None))? {
+        Registered::SignedIn(grant) => {
+            let mut answer = token_body(&grant);
+            answer["verification_required"] = json!(false);
+            Ok(Response::json(201, &answer))
+        }
+        Registered::VerificationRequired(user) => Ok(Response::json(
+            201,
+            &json!({"user": user.public(), "verification_required": true}),
+        )),
+    }
+}
+
+/// `POST /api/v1/auth/login`
+pub fn login(context: &Context<'_>) -> Result<Response, Error> {
+    let app = context.app;
+    let mut body = json_object(context.request, app.settings.max_body_bytes)?;
+    let login = body.string("login").unwrap_or_default();
+    let password = body.string("password").unwrap_or_default();
+    let device_name = body.string("device_name");
+    if !body.type_errors.is_empty() {
+        return Err(Error::Validation(body.type_errors));
+    }
+    let grant = auth::login(app, &login, &password, &context.client(device_name))?;
+    Ok(Response::json(200, &token_body(&grant)))
+}
+
+/// `GET /api/v1/auth/verify`
+pub fn verify(context: &Context<'_>) -> Result<Response, Error> {
+    let authenticated = context.authenticate()?;
+    let claims = &authenticated.claims;
+    Ok(Response::json(
+        200,
+        &json!({
+            "valid": true,
+            "user_id": claims.sub,
+            "username": authenticated.username,
+            "session_id": claims.sid,
+            "expires_at": rfc3339(claims.exp),
+        }),
+    ))
+}
+
+/// `GET /api/v1/users/me`
+pub fn me(context: &Context<'_>) -> Result<Response, Error> {
+    let authenticated = context.authenticate()?;
+    let user =
+        auth::get_user(context.app, &authenticated.claims.sub).map_err(|_| Error::InvalidToken)?;
+    Ok(Response::json(200, &json!(user.public())))
+}
+
+/// The token response of API.md §3.
+fn token_body(grant: &Grant) -> Value {
+    json!({
+        "access_token": grant.access_token,
+        "token_type": "Bearer",
+        "expires_in": grant.expires_in,
+        "refresh_token": grant.refresh_token,
+        "refresh_expires_in": grant.refresh_expires_in,
+        "session_id": grant.session_id,
+        "user": grant.user.public(),
+    })
+}

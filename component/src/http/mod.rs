@@ -1,0 +1,105 @@
+//! The HTTP API of API.md §2–§5 over plain request and response values: the wasm glue
+//! turns `wasi:http` into a [`Request`] and a [`Response`] back, so everything here is
+//! tested natively.
+
+mod body;
+mod handlers;
+mod problem;
+mod router;
+
+pub use router::handle;
+
+/// The problem answer for an error that happened before routing (e.g. bad settings).
+pub fn error_response(error: &crate::error::Error) -> Response {
+    problem::problem(error)
+}
+
+/// Request-header names this service reads, lower-case.
+pub mod header {
+    pub const AUTHORIZATION: &str = "authorization";
+    pub const CONTENT_TYPE: &str = "content-type";
+    pub const USER_AGENT: &str = "user-agent";
+    /// The client's address, set by the host (the native host and Spin overwrite any
+    /// value a client sends).
+    pub const CLIENT_ADDR: &str = "spin-client-addr";
+}
+
+/// A request, with its body already read (at most `max_body_bytes`).
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub method: String,
+    /// The path without the query string.
+    pub path: String,
+    pub query: String,
+    /// Header names lower-case; values as text (invalid UTF-8 is replaced).
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+/// The request body as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    Complete(Vec<u8>),
+    /// Longer than the configured limit; the rest was not read.
+    TooLarge,
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::Complete(Vec::new())
+    }
+}
+
+impl Request {
+    /// The first value of a header (name in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The client's IP address, as the host reported it (`ip:port` or `ip`).
+    pub fn client_ip(&self) -> Option<String> {
+        let addr = self.header(header::CLIENT_ADDR)?.trim();
+        let ip = addr
+            .parse::<std::net::SocketAddr>()
+            .map(|socket| socket.ip())
+            .or_else(|_| addr.parse::<std::net::IpAddr>())
+            .ok()?;
+        Some(ip.to_string())
+    }
+}
+
+/// A response ready to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A JSON response.
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: value.to_string().into_bytes(),
+        }
+    }
+
+    /// A response without a body.
+    pub fn empty(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}

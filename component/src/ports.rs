@@ -1,0 +1,67 @@
+//! The component's view of its host, as plain Rust traits: the database (`Store`), the
+//! clock and randomness (`Env`). The wasm glue implements them over the WIT imports; unit
+//! tests implement them natively (an in-memory SQLite store, a clock the test sets).
+
+/// The SQL dialect of the database behind a [`Store`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+/// A value bound to a placeholder or read from a column.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// Rows returned by a query, each as long as `columns`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// One statement of an atomic batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Vec<Value>,
+    /// When set, the statement must affect exactly this many rows or the batch rolls back.
+    pub expect_rows: Option<u64>,
+}
+
+/// Why a store call failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoreError {
+    /// A unique constraint was violated; the constraint name or the database's message.
+    UniqueViolation(String),
+    /// Statement `n` of a batch affected another number of rows than expected.
+    ConditionFailed(u32),
+    /// The database cannot be reached.
+    Unavailable(String),
+    /// Any other database error.
+    Other(String),
+}
+
+/// SQL access, as the `portcullis:auth/store` WIT interface describes it.
+pub trait Store {
+    fn dialect(&self) -> Dialect;
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, StoreError>;
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError>;
+    /// All statements in one transaction: all take effect or none does.
+    fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, StoreError>;
+}
+
+/// The clock and the randomness source.
+pub trait Env {
+    /// Milliseconds since the Unix epoch, UTC.
+    fn now_millis(&self) -> i64;
+    /// Cryptographically secure random bytes.
+    fn random_bytes(&self, len: usize) -> Vec<u8>;
+}

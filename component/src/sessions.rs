@@ -1,0 +1,244 @@
+//! Sessions: one row per login, holding its refresh tokens. A session is opened together
+//! with the change that causes it (registration, login) in one transaction, where the
+//! device limit (`max_sessions`, `session_limit_policy`) is enforced; access tokens are
+//! accepted only while their session is live.
+
+use crate::app::App;
+use crate::audit;
+use crate::db::{integer, optional_text, statement, text};
+use crate::error::Error;
+use crate::ports::Statement;
+use crate::settings::SessionLimitPolicy;
+use crate::tokens::{self, Claims};
+use crate::users::User;
+
+/// Device descriptions longer than this are cut.
+const MAX_DEVICE_INFO_CHARS: usize = 512;
+/// `last_active_at` is written at most this often per session.
+const LAST_ACTIVE_RESOLUTION_SECONDS: i64 = 60;
+
+/// Where a request comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Client {
+    pub device_info: Option<String>,
+    pub ip_address: Option<String>,
+}
+
+impl Client {
+    /// A client description with the device info cut to a bounded length.
+    pub fn new(device_info: Option<String>, ip_address: Option<String>) -> Self {
+        let device_info = device_info
+            .map(|info| {
+                info.chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_DEVICE_INFO_CHARS)
+                    .collect::<String>()
+            })
+            .filter(|info| !info.trim().is_empty());
+        Self {
+            device_info,
+            ip_address,
+        }
+    }
+}
+
+/// Tokens of a session about to be opened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    pub access_token: String,
+    pub expires_in: u32,
+    pub refresh_token: String,
+    pub refresh_expires_in: u32,
+    pub session_id: String,
+    pub user: User,
+}
+
+/// A session to open: the statements that store it and the tokens to hand out once they
+/// are committed.
+pub struct Opening {
+    pub statements: Vec<Statement>,
+    pub grant: Grant,
+}
+
+/// Prepares a new session for `user`. The statements must run in one batch; with the
+/// `reject` policy the batch fails with a condition failure on statement
+/// [`LIMIT_GUARD_INDEX`] when the user has no free session slot.
+pub fn open(app: &App<'_>, user: &User, client: &Client) -> Result<Opening, Error> {
+    let now = app.now();
+    let settings = app.settings;
+    let session_id = app.new_id();
+    let refresh_token = app.new_opaque_token();
+    let expires_at = now + i64::from(settings.refresh_ttl);
+    let mut statements = vec![lock_sessions_of(&user.id), limit_guard(app, &user.id, now)];
+    statements.push(statement(
+        "INSERT INTO sessions (id, user_id, device_info, ip_address, created_at, \
+         last_active_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        vec![
+            text(&session_id),
+            text(&user.id),
+            optional_text(client.device_info.as_deref()),
+            optional_text(client.ip_address.as_deref()),
+            integer(now),
+            integer(now),
+            integer(expires_at),
+        ],
+    ));
+    statements.push(statement(
+        "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) \
+         VALUES (?, ?, ?, ?)",
+        vec![
+            text(tokens::hash_opaque(&refresh_token)),
+            text(&session_id),
+            integer(now),
+            integer(expires_at),
+        ],
+    ));
+    statements.extend(evict_oldest(app, &user.id, client, now));
+    let access_token = sign_access_token(app, &user.id, &session_id, now)?;
+    Ok(Opening {
+        statements,
+        grant: Grant {
+            access_token,
+            expires_in: settings.access_ttl,
+            refresh_token,
+            refresh_expires_in: settings.refresh_ttl,
+            session_id,
+            user: user.clone(),
+        },
+    })
+}
+
+/// The index, within [`open`]'s statements, of the `reject` policy's guard.
+pub const LIMIT_GUARD_INDEX: usize = 1;
+
+/// Takes the user's row lock first, so concurrent openings of one user's sessions run one
+/// after the other and each sees the sessions the others committed.
+fn lock_sessions_of(user_id: &str) -> Statement {
+    Statement {
+        expect_rows: Some(1),
+        ..statement(
+            "UPDATE users SET session_version = session_version + 1 WHERE id = ?",
+            vec![text(user_id)],
+        )
+    }
+}
+
+/// With the `reject` policy and a limit, a statement that changes one row only while the
+/// user has a free session slot; otherwise a harmless statement in the same place.
+fn limit_guard(app: &App<'_>, user_id: &str, now: i64) -> Statement {
+    let settings = app.settings;
+    if settings.session_limit_policy != SessionLimitPolicy::Reject || settings.max_sessions == 0 {
+        return lock_sessions_of(user_id);
+    }
+    Statement {
+        expect_rows: Some(1),
+        ..statement(
+            "UPDATE users SET session_version = session_version + 1 WHERE id = ? AND \
+             (SELECT COUNT(*) FROM sessions WHERE user_id = ? AND revoked_at IS NULL \
+             AND expires_at > ?) < ?",
+            vec![
+                text(user_id),
+                text(user_id),
+                integer(now),
+                integer(i64::from(settings.max_sessions)),
+            ],
+        )
+    }
+}
+
+/// With the `evict_oldest` policy: revoke every live session of the user but the newest
+/// `max_sessions` (the new one included), with a `session_evicted` audit event each.
+fn evict_oldest(app: &App<'_>, user_id: &str, client: &Client, now: i64) -> Vec<Statement> {
+    let settings = app.settings;
+    if settings.session_limit_policy != SessionLimitPolicy::EvictOldest
+        || settings.max_sessions == 0
+    {
+        return Vec::new();
+    }
+    // The derived table `keep` lets MySQL read the table it updates.
+    let excess = "user_id = ? AND revoked_at IS NULL AND id NOT IN (SELECT id FROM \
+                  (SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL \
+                  AND expires_at > ? ORDER BY created_at DESC, id DESC LIMIT ?) keep)";
+    let excess_params = || {
+        vec![
+            text(user_id),
+            text(user_id),
+            integer(now),
+            integer(i64::from(settings.max_sessions)),
+        ]
+    };
+    let mut audit_params = vec![
+        integer(now),
+        text(audit::SESSION_EVICTED),
+        optional_text(client.ip_address.as_deref()),
+        text(r#"{"reason":"session_limit"}"#),
+    ];
+    audit_params.extend(excess_params());
+    vec![
+        // The evicted session's id doubles as its audit event's id: both are unique UUIDs.
+        statement(
+            &format!(
+                "INSERT INTO audit_events (id, at, event, user_id, ip_address, detail) \
+                 SELECT id, ?, ?, user_id, ?, ? FROM sessions WHERE {excess}"
+            ),
+            audit_params,
+        ),
+        statement(
+            &format!(
+                "UPDATE sessions SET revoked_at = ?, revoked_reason = 'evicted' WHERE {excess}"
+            ),
+            [vec![integer(now)], excess_params()].concat(),
+        ),
+    ]
+}
+
+fn sign_access_token(
+    app: &App<'_>,
+    user_id: &str,
+    session_id: &str,
+    now: i64,
+) -> Result<String, Error> {
+    let settings = app.settings;
+    let claims = Claims {
+        iss: settings.jwt_issuer.clone(),
+        aud: settings.jwt_audience.clone(),
+        sub: user_id.to_string(),
+        sid: session_id.to_string(),
+        jti: tokens::encode_opaque(&app.env.random_bytes(tokens::JTI_BYTES)),
+        iat: now,
+        nbf: now,
+        exp: now + i64::from(settings.access_ttl),
+    };
+    tokens::sign(&claims, settings)
+}
+
+/// The user and session an access token stands for, once both are checked live.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Authenticated {
+    pub claims: Claims,
+    pub username: String,
+}
+
+/// Verifies an access token and that its session and user are live: not revoked, not
+/// expired, the account active. Refreshes `last_active_at` at most once a minute.
+pub fn authenticate(app: &App<'_>, token: &str) -> Result<Authenticated, Error> {
+    let now = app.now();
+    let claims = tokens::verify(token, app.settings, now)?;
+    let row = app
+        .db
+        .query_one(
+            "SELECT u.username, s.last_active_at FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id = ? AND s.user_id = ? AND s.revoked_at IS NULL AND s.expires_at > ? \
+             AND u.is_active = 1",
+            &[text(&claims.sid), text(&claims.sub), integer(now)],
+        )?
+        .ok_or(Error::InvalidToken)?;
+    let username = row.text(0)?;
+    if now - row.integer(1)? >= LAST_ACTIVE_RESOLUTION_SECONDS {
+        app.db.execute(
+            "UPDATE sessions SET last_active_at = ? WHERE id = ? AND last_active_at < ?",
+            &[integer(now), text(&claims.sid), integer(now)],
+        )?;
+    }
+    Ok(Authenticated { claims, username })
+}

@@ -1,0 +1,297 @@
+//! The settings the component reads from `wasi:config/store` (API.md §1), parsed and
+//! checked in one place. Keys are the variable names without `PORTCULLIS_`, lower-cased;
+//! every bad value yields one line naming the variable.
+
+/// Minimum HS256 key length in bytes (RFC 7518 §3.2: at least the hash size).
+const MIN_SECRET_BYTES: usize = 32;
+/// The largest password the service accepts (API.md §4).
+pub const PASSWORD_MAX_LENGTH: usize = 128;
+/// The hard cap on request bodies (API.md §1).
+const MAX_BODY_HARD_CAP: usize = 1024 * 1024;
+
+/// Which rules passwords follow (API.md §1 `PORTCULLIS_PASSWORD_POLICY`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordPolicy {
+    /// Upper, lower, digit and special characters, ASCII only.
+    Complex,
+    /// Length only, any Unicode (NIST SP 800-63B).
+    Nist,
+}
+
+/// What happens when a login would exceed `max_sessions`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionLimitPolicy {
+    EvictOldest,
+    Reject,
+}
+
+/// A per-client-IP request budget: `requests` per `seconds`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub seconds: u32,
+}
+
+/// Every setting the component uses, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub jwt_secret: Vec<u8>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_ttl: u32,
+    pub refresh_ttl: u32,
+    pub clock_skew: u32,
+    pub refresh_reuse_grace: u32,
+    pub max_sessions: u32,
+    pub session_limit_policy: SessionLimitPolicy,
+    pub password_policy: PasswordPolicy,
+    pub password_min_length: usize,
+    pub require_email_verification: bool,
+    pub rate_limit: Option<RateLimit>,
+    pub login_throttle: u32,
+    pub max_body_bytes: usize,
+}
+
+impl Settings {
+    /// Reads and checks every setting through `lookup` (key → value). Returns all the
+    /// problems at once, one line per bad setting.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, Vec<String>> {
+        let mut reader = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+        let settings = Settings {
+            jwt_secret: reader.jwt_secret(),
+            jwt_issuer: reader.text("jwt_issuer", "portcullis"),
+            jwt_audience: reader.text("jwt_audience", "portcullis"),
+            access_ttl: reader.number("access_ttl", 900, 1, 86_400),
+            refresh_ttl: reader.number("refresh_ttl", 604_800, 60, 31_536_000),
+            clock_skew: reader.number("clock_skew", 10, 0, 300),
+            refresh_reuse_grace: reader.number("refresh_reuse_grace", 0, 0, 300),
+            max_sessions: reader.number("max_sessions", 2, 0, 10_000),
+            session_limit_policy: reader.session_limit_policy(),
+            password_policy: reader.password_policy(),
+            password_min_length: reader.number("password_min_length", 8, 8, 128) as usize,
+            require_email_verification: reader.boolean("require_email_verification", false),
+            rate_limit: reader.rate_limit(),
+            login_throttle: reader.number("login_throttle", 5, 0, 1_000),
+            max_body_bytes: reader.number("max_body_bytes", 10_240, 64, MAX_BODY_HARD_CAP as u32)
+                as usize,
+        };
+        reader.check_algorithm();
+        if reader.problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(reader.problems)
+        }
+    }
+}
+
+/// Reads settings one by one and collects the problems.
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, key: &str) -> Option<String> {
+        (self.lookup)(key).map(|value| value.trim().to_string())
+    }
+
+    fn complain(&mut self, key: &str, message: String) {
+        self.problems.push(format!(
+            "PORTCULLIS_{}: {message}",
+            key.to_ascii_uppercase()
+        ));
+    }
+
+    fn text(&mut self, key: &str, default: &str) -> String {
+        match self.raw(key) {
+            Some(value) if value.is_empty() => {
+                self.complain(key, "must not be empty".into());
+                default.to_string()
+            }
+            Some(value) => value,
+            None => default.to_string(),
+        }
+    }
+
+    fn number(&mut self, key: &str, default: u32, min: u32, max: u32) -> u32 {
+        let Some(value) = self.raw(key) else {
+            return default;
+        };
+        match value.parse::<u32>() {
+            Ok(number) if (min..=max).contains(&number) => number,
+            _ => {
+                self.complain(
+                    key,
+                    format!("expected a whole number from {min} to {max}, got {value:?}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn boolean(&mut self, key: &str, default: bool) -> bool {
+        let Some(value) = self.raw(key) else {
+            return default;
+        };
+        match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => {
+                self.complain(key, format!("expected true or false, got {value:?}"));
+                default
+            }
+        }
+    }
+
+    fn jwt_secret(&mut self) -> Vec<u8> {
+        match (self.lookup)("jwt_secret") {
+            None => {
+                self.complain("jwt_secret", "is not set".into());
+                Vec::new()
+            }
+            Some(secret) if secret.len() < MIN_SECRET_BYTES => {
+                self.complain(
+                    "jwt_secret",
+                    format!(
+                        "must be at least {MIN_SECRET_BYTES} bytes long (it is {})",
+                        secret.len()
+                    ),
+                );
+                Vec::new()
+            }
+            Some(secret) => secret.into_bytes(),
+        }
+    }
+
+    fn check_algorithm(&mut self) {
+        let Some(value) = self.raw("jwt_algorithm") else {
+            return;
+        };
+        match value.as_str() {
+            "HS256" => {}
+            "EdDSA" => self.complain(
+                "jwt_algorithm",
+                "EdDSA is not available in this version; use HS256".into(),
+            ),
+            _ => self.complain(
+                "jwt_algorithm",
+                format!("expected HS256 or EdDSA, got {value:?}"),
+            ),
+        }
+    }
+
+    fn session_limit_policy(&mut self) -> SessionLimitPolicy {
+        match self.raw("session_limit_policy").as_deref() {
+            None | Some("evict_oldest") => SessionLimitPolicy::EvictOldest,
+            Some("reject") => SessionLimitPolicy::Reject,
+            Some(other) => {
+                let message = format!("expected evict_oldest or reject, got {other:?}");
+                self.complain("session_limit_policy", message);
+                SessionLimitPolicy::EvictOldest
+            }
+        }
+    }
+
+    fn password_policy(&mut self) -> PasswordPolicy {
+        match self.raw("password_policy").as_deref() {
+            None | Some("complex") => PasswordPolicy::Complex,
+            Some("nist") => PasswordPolicy::Nist,
+            Some(other) => {
+                let message = format!("expected complex or nist, got {other:?}");
+                self.complain("password_policy", message);
+                PasswordPolicy::Complex
+            }
+        }
+    }
+
+    fn rate_limit(&mut self) -> Option<RateLimit> {
+        let value = self.raw("rate_limit").unwrap_or_else(|| "10/60".into());
+        if value.eq_ignore_ascii_case("off") {
+            return None;
+        }
+        let parsed = value.split_once('/').and_then(|(requests, seconds)| {
+            Some(RateLimit {
+                requests: requests.trim().parse().ok().filter(|n| *n > 0)?,
+                seconds: seconds.trim().parse().ok().filter(|n| *n > 0)?,
+            })
+        });
+        if parsed.is_none() {
+            self.complain(
+                "rate_limit",
+                format!("expected N/S (N requests per S seconds) or off, got {value:?}"),
+            );
+        }
+        parsed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Settings, Vec<String>> {
+        let mut map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        map.entry("jwt_secret".into())
+            .or_insert_with(|| "x".repeat(32));
+        Settings::from_lookup(|key| map.get(key).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let settings = parse(&[]).unwrap();
+        assert_eq!(settings.access_ttl, 900);
+        assert_eq!(settings.refresh_ttl, 604_800);
+        assert_eq!(settings.clock_skew, 10);
+        assert_eq!(settings.max_sessions, 2);
+        assert_eq!(settings.password_min_length, 8);
+        assert_eq!(settings.max_body_bytes, 10_240);
+        assert_eq!(
+            settings.rate_limit,
+            Some(RateLimit {
+                requests: 10,
+                seconds: 60
+            })
+        );
+        assert_eq!(settings.password_policy, PasswordPolicy::Complex);
+    }
+
+    #[test]
+    fn every_bad_setting_is_named_once() {
+        let problems = parse(&[
+            ("jwt_secret", "short"),
+            ("access_ttl", "soon"),
+            ("password_policy", "strict"),
+            ("rate_limit", "10 per minute"),
+        ])
+        .unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].starts_with("PORTCULLIS_JWT_SECRET:"));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("PORTCULLIS_ACCESS_TTL:"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("PORTCULLIS_PASSWORD_POLICY:"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("PORTCULLIS_RATE_LIMIT:"))
+        );
+    }
+
+    #[test]
+    fn rate_limit_can_be_turned_off() {
+        assert_eq!(parse(&[("rate_limit", "off")]).unwrap().rate_limit, None);
+    }
+}

@@ -1,0 +1,133 @@
+//! Accounts: the `users` table, the public view of a user (API.md §3) and the lookups
+//! by id and by login (username, email or mobile number).
+
+use serde::Serialize;
+
+use crate::app::{App, rfc3339};
+use crate::db::{Row, integer, optional_text, statement, text};
+use crate::error::Error;
+use crate::ports::Statement;
+use crate::validation::{normalise_mobile, username_key};
+
+/// An account as stored, with its password hash.
+#[derive(Clone, Debug, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub mobile_number: Option<String>,
+    pub password_hash: String,
+    pub email_verified: bool,
+    pub is_active: bool,
+    pub is_admin: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The user as the API shows it: everything but the password hash.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PublicUser {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub mobile_number: Option<String>,
+    pub email_verified: bool,
+    pub is_active: bool,
+    pub is_admin: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl User {
+    pub fn public(&self) -> PublicUser {
+        PublicUser {
+            id: self.id.clone(),
+            username: self.username.clone(),
+            email: self.email.clone(),
+            mobile_number: self.mobile_number.clone(),
+            email_verified: self.email_verified,
+            is_active: self.is_active,
+            is_admin: self.is_admin,
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+
+    fn from_row(row: &Row) -> Result<User, Error> {
+        Ok(User {
+            id: row.text(0)?,
+            username: row.text(1)?,
+            email: row.text(2)?,
+            mobile_number: row.optional_text(3)?,
+            password_hash: row.text(4)?,
+            email_verified: row.boolean(5)?,
+            is_active: row.boolean(6)?,
+            is_admin: row.boolean(7)?,
+            created_at: row.integer(8)?,
+            updated_at: row.integer(9)?,
+        })
+    }
+
+    /// The statement that stores a new account.
+    pub fn insert(&self) -> Statement {
+        let mobile_key = self
+            .mobile_number
+            .as_deref()
+            .and_then(normalise_mobile)
+            .map(|mobile| mobile.key);
+        statement(
+            "INSERT INTO users (id, username, username_key, email, mobile_number, mobile_key, \
+             password_hash, email_verified, is_active, is_admin, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                text(&self.id),
+                text(&self.username),
+                text(username_key(&self.username)),
+                text(&self.email),
+                optional_text(self.mobile_number.as_deref()),
+                optional_text(mobile_key),
+                text(&self.password_hash),
+                integer(i64::from(self.email_verified)),
+                integer(i64::from(self.is_active)),
+                integer(i64::from(self.is_admin)),
+                integer(self.created_at),
+                integer(self.updated_at),
+            ],
+        )
+    }
+}
+
+const USER_COLUMNS: &str = "id, username, email, mobile_number, password_hash, email_verified, \
+                            is_active, is_admin, created_at, updated_at";
+
+/// Reads an account by id.
+pub fn find_by_id(app: &App<'_>, id: &str) -> Result<Option<User>, Error> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+    app.db
+        .query_one(&sql, &[text(id)])?
+        .map(|row| User::from_row(&row))
+        .transpose()
+}
+
+/// Finds the account a login names: an email (contains `@`), else a username, else a
+/// mobile number (formatting ignored). A username match wins over a mobile match.
+pub fn find_by_login(app: &App<'_>, login: &str) -> Result<Option<User>, Error> {
+    if login.contains('@') {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?");
+        return app
+            .db
+            .query_one(&sql, &[text(login.to_lowercase())])?
+            .map(|row| User::from_row(&row))
+            .transpose();
+    }
+    let mobile_key = normalise_mobile(login).map(|mobile| mobile.key);
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE username_key = ? OR mobile_key = ? \
+         ORDER BY CASE WHEN username_key = ? THEN 0 ELSE 1 END"
+    );
+    let key = username_key(login);
+    app.db
+        .query_one(&sql, &[text(&key), optional_text(mobile_key), text(&key)])?
+        .map(|row| User::from_row(&row))
+        .transpose()
+}
