@@ -103,3 +103,6 @@ impl Response {
         self
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! Native tests of the HTTP layer: routing, the conventions of API.md §2, and the answers
+//! of each endpoint, against the in-memory store.
+
+use serde_json::{Value, json};
+
+use super::{Body, Request, Response, handle};
+use crate::testing::Harness;
+
+fn request(method: &str, path: &str, body: Option<Value>) -> Request {
+    let mut headers = vec![(
+        "spin-client-addr".to_string(),
+        "203.0.113.7:5555".to_string(),
+    )];
+    if body.is_some() {
+        headers.push(("content-type".into(), "application/json".into()));
+    }
+    Request {
+        method: method.into(),
+        path: path.into(),
+        query: String::new(),
+        headers,
+        body: Body::Complete(body.map(|b| b.to_string().into_bytes()).unwrap_or_default()),
+    }
+}
+
+fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+    response
+        .headers
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+fn body(response: &Response) -> Value {
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+fn assert_problem(response: &Response, status: u16, code: &str) {
+    assert_eq!(
+        response.status,
+        status,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    assert_eq!(
+        header(response, "content-type"),
+        Some("application/problem+json")
+    );
+    let body = body(response);
+    assert_eq!(body["code"], code);
+    assert_eq!(body["status"], status);
+    assert!(body["type"].is_string() && body["title"].is_string());
+}
+
+fn register_body() -> Value {
+    json!({"username": "john_doe", "email": "john@example.com", "password": "Tr1cky!Horse#42"})
+}
+
+#[test]
+fn unknown_paths_and_wrong_methods() {
+    let harness = Harness::new(&[]);
+    let app = harness.app();
+    assert_problem(
+        &handle(&app, &request("GET", "/nope", None)),
+        404,
+        "not_found",
+    );
+    let response = handle(&app, &request("DELETE", "/health", None));
+    assert_problem(&response, 405, "method_not_allowed");
+    assert_eq!(header(&response, "allow"), Some("GET"));
+}
+
+#[test]
+fn bodies_must_be_small_json_objects() {
+    let harness = Harness::new(&[]);
+    let app = harness.app();
+    let mut plain = request("POST", "/api/v1/auth/register", Some(register_body()));
+    plain.headers.retain(|(name, _)| name != "content-type");
+    assert_problem(&handle(&app, &plain), 415, "unsupported_media_type");
+
+    let mut too_large = request("POST", "/api/v1/auth/register", Some(register_body()));
+    too_large.body = Body::TooLarge;
+    assert_problem(&handle(&app, &too_large), 413, "payload_too_large");
+
+    let mut broken = request("POST", "/api/v1/auth/register", Some(register_body()));
+    broken.body = Body::Complete(b"{\"username\": ".to_vec());
+    assert_problem(&handle(&app, &broken), 400, "invalid_json");
+
+    let not_object = request("POST", "/api/v1/auth/register", Some(json!([1, 2])));
+    assert_problem(&handle(&app, &not_object), 400, "invalid_json");
+}
+
+#[test]
+fn every_violation_is_listed_and_mistyped_fields_are_named() {
+    let harness = Harness::new(&[]);
+    let app = harness.app();
+    let response = handle(
+        &app,
+        &request(
+            "POST",
+            "/api/v1/auth/register",
+            Some(json!({"username": 42, "email": "not-an-email", "password": "short"})),
+        ),
+    );
+    assert_problem(&response, 422, "validation_failed");
+    let errors = body(&response)["errors"].clone();
+    let pairs: Vec<(String, String)> = errors
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap().into(),
+                e["code"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(pairs.contains(&("username".into(), "invalid_format".into())));
+    assert!(!pairs.contains(&("username".into(), "required".into())));
+    assert!(pairs.contains(&("email".into(), "invalid_format".into())));
+    assert!(pairs.contains(&("password".into(), "too_short".into())));
+    assert!(pairs.contains(&("password".into(), "missing_digit".into())));
+}
+
+#[test]
+fn register_login_me_and_verify() {
+    let harness = Harness::new(&[]);
+    let app = harness.app();
+    let registered = handle(
+        &app,
+        &request("POST", "/api/v1/auth/register", Some(register_body())),
+    );
+    assert_eq!(registered.status, 201);
+    assert_eq!(header(&registered, "cache-control"), Some("no-store"));
+    let tokens = body(&registered);
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 900);
+    assert_eq!(tokens["refresh_expires_in"], 604_800);
+    assert_eq!(tokens["verification_required"], false);
+    assert!(tokens["user"].get("password_hash").is_none());
+    assert_eq!(tokens["user"]["mobile_number"], Value::Null);
+
+    let login = handle(
+        &app,
+        &request(
+            "POST",
+            "/api/v1/auth/login",
+            Some(
+                json!({"login": "JOHN_DOE", "password": "Tr1cky!Horse#42", "device_name": "laptop"}),
+            ),
+        ),
+    );
+    assert_eq!(login.status, 200);
+    let access = body(&login)["access_token"].as_str().unwrap().to_string();
+
+    let mut me = request("GET", "/api/v1/users/me", None);
+    me.headers
+        .push(("authorization".into(), format!("Bearer {access}")));
+    let me = handle(&app, &me);
+    assert_eq!(me.status, 200);
+    assert_eq!(body(&me)["username"], "john_doe");
+
+    let mut verify = request("GET", "/api/v1/auth/verify", None);
+    verify
+        .headers
+        .push(("authorization".into(), format!("bearer {access}")));
+    let verify = handle(&app, &verify);
+    assert_eq!(verify.status, 200);
+    assert_eq!(body(&verify)["valid"], true);
+    assert_eq!(body(&verify)["session_id"], body(&login)["session_id"]);
+}
+
+#[test]
+fn missing_and_bad_tokens_are_told_apart() {
+    let harness = Harness::new(&[]);
+    let app = harness.app();
+    let response = handle(&app, &request("GET", "/api/v1/users/me", None));
+    assert_problem(&response, 401, "unauthorized");
+    assert_eq!(
+        header(&response, "www-authenticate"),
+        Some(r#"Bearer realm="portcullis""#)
+    );
+
+    let mut bad = request("GET", "/api/v1/users/me", None);
+    bad.headers
+        .push(("authorization".into(), "Bearer not.a.jwt".into()));
+    let response = handle(&app, &bad);
+    assert_problem(&response, 401, "invalid_token");
+    assert!(
+        header(&response, "www-authenticate")
+            .unwrap()
+            .contains(r#"error="invalid_token""#)
+    );
+}
+
+#[test]
+fn wrong_password_and_unknown_account_answer_alike() {
+    let harness = Harness::new(&[]);
+    let app = harness.app();
+    handle(
+        &app,
+        &request("POST", "/api/v1/auth/register", Some(register_body())),
+    );
+    let attempt = |login: &str| {
+        handle(
+            &app,
+            &request(
+                "POST",
+                "/api/v1/auth/login",
+                Some(json!({"login": login, "password": "Wrong!Horse#42"})),
+            ),
+        )
+    };
+    let known = attempt("john_doe");
+    let unknown = attempt("nobody_here");
+    assert_problem(&known, 401, "invalid_credentials");
+    assert_eq!(known.body, unknown.body);
+    assert_eq!(known.headers, unknown.headers);
+}
+
+#[test]
+fn validation_rules_reflect_the_settings() {
+    let harness = Harness::new(&[("password_policy", "nist"), ("password_min_length", "12")]);
+    let app = harness.app();
+    let response = handle(&app, &request("GET", "/api/v1/validation-rules", None));
+    assert_eq!(response.status, 200);
+    let rules = body(&response);
+    assert_eq!(rules["password"]["policy"], "nist");
+    assert_eq!(rules["password"]["min_length"], 12);
+    assert!(rules["password"]["common_password_count"].as_u64().unwrap() >= 10_000);
+}
