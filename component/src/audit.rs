@@ -12,6 +12,11 @@ pub const REGISTER: &str = "register";
 pub const LOGIN: &str = "login";
 pub const LOGIN_FAILED: &str = "login_failed";
 pub const SESSION_EVICTED: &str = "session_evicted";
+pub const LOGOUT: &str = "logout";
+pub const LOGOUT_ALL: &str = "logout_all";
+pub const REFRESH: &str = "refresh";
+pub const REFRESH_TOKEN_REUSED: &str = "refresh_token_reused";
+pub const SESSION_REVOKED: &str = "session_revoked";
 
 /// The statement that records `event` about `user_id`.
 pub fn record(

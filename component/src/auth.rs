@@ -7,8 +7,8 @@ use crate::app::App;
 use crate::audit;
 use crate::error::{Error, FieldError};
 use crate::password;
-use crate::ports::StoreError;
-use crate::sessions::{self, Authenticated, Client, Grant, LIMIT_GUARD_INDEX};
+use crate::ports::{Statement, StoreError};
+use crate::sessions::{self, Authenticated, Client, Grant, LIMIT_GUARD_INDEX, Revocation};
 use crate::users::{self, User};
 use crate::validation::{self, Identifiers};
 
@@ -207,6 +207,67 @@ fn record_failure(app: &App<'_>, user_id: Option<&str>, client: &Client) -> Resu
 /// Verifies an access token (signature, claims, live session and account).
 pub fn verify_access_token(app: &App<'_>, token: &str) -> Result<Authenticated, Error> {
     sessions::authenticate(app, token)
+}
+
+/// Ends the session the access token belongs to.
+pub fn logout(app: &App<'_>, who: &Authenticated, client: &Client) -> Result<(), Error> {
+    let claims = &who.claims;
+    app.db.batch(vec![
+        sessions::revoke_one(app, &claims.sub, &claims.sid, Revocation::Logout),
+        audit::record(
+            app,
+            audit::LOGOUT,
+            Some(&claims.sub),
+            client.ip_address.as_deref(),
+            json!({ "session_id": claims.sid }),
+        ),
+    ])?;
+    Ok(())
+}
+
+/// Ends every session of the user.
+pub fn logout_all(app: &App<'_>, who: &Authenticated, client: &Client) -> Result<(), Error> {
+    let user_id = &who.claims.sub;
+    app.db.batch(vec![
+        sessions::revoke_all(app, user_id, None, Revocation::LogoutAll),
+        audit::record(
+            app,
+            audit::LOGOUT_ALL,
+            Some(user_id),
+            client.ip_address.as_deref(),
+            json!({}),
+        ),
+    ])?;
+    Ok(())
+}
+
+/// Revokes one of the user's own live sessions; another user's session is `NotFound`.
+pub fn revoke_session(
+    app: &App<'_>,
+    who: &Authenticated,
+    session_id: &str,
+    client: &Client,
+) -> Result<(), Error> {
+    let user_id = &who.claims.sub;
+    let revoke = Statement {
+        expect_rows: Some(1),
+        ..sessions::revoke_one(app, user_id, session_id, Revocation::Revoked)
+    };
+    let result = app.db.batch(vec![
+        revoke,
+        audit::record(
+            app,
+            audit::SESSION_REVOKED,
+            Some(user_id),
+            client.ip_address.as_deref(),
+            json!({ "session_id": session_id }),
+        ),
+    ]);
+    match result {
+        Ok(_) => Ok(()),
+        Err(StoreError::ConditionFailed(_)) => Err(Error::NotFound),
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// Reads an account by id.

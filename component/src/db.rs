@@ -112,6 +112,13 @@ impl Row {
         }
     }
 
+    pub fn optional_integer(&self, index: usize) -> Result<Option<i64>, Error> {
+        match self.get(index)? {
+            Value::Null => Ok(None),
+            _ => self.integer(index).map(Some),
+        }
+    }
+
     pub fn boolean(&self, index: usize) -> Result<bool, Error> {
         self.integer(index).map(|number| number != 0)
     }

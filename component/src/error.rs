@@ -41,6 +41,10 @@ pub enum Error {
     Unauthorized,
     /// A token was sent but is malformed, forged, expired or its session is gone.
     InvalidToken,
+    /// The refresh token is unknown, expired, or its session is gone.
+    InvalidRefreshToken,
+    /// A spent refresh token was presented again; its session is now revoked.
+    RefreshTokenReused,
     Forbidden,
     NotFound,
     MethodNotAllowed {
@@ -72,6 +76,8 @@ impl Error {
             Error::RateLimited { .. } => "rate_limited",
             Error::Unauthorized => "unauthorized",
             Error::InvalidToken => "invalid_token",
+            Error::InvalidRefreshToken => "invalid_refresh_token",
+            Error::RefreshTokenReused => "refresh_token_reused",
             Error::Forbidden => "forbidden",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
@@ -91,7 +97,11 @@ impl Error {
             | Error::EmailTaken
             | Error::MobileTaken
             | Error::SessionLimitReached => 409,
-            Error::InvalidCredentials | Error::Unauthorized | Error::InvalidToken => 401,
+            Error::InvalidCredentials
+            | Error::Unauthorized
+            | Error::InvalidToken
+            | Error::InvalidRefreshToken
+            | Error::RefreshTokenReused => 401,
             Error::EmailNotVerified | Error::AccountDisabled | Error::Forbidden => 403,
             Error::RateLimited { .. } => 429,
             Error::NotFound => 404,
@@ -118,6 +128,8 @@ impl Error {
             Error::RateLimited { .. } => "Too many requests",
             Error::Unauthorized => "Unauthorized",
             Error::InvalidToken => "Invalid token",
+            Error::InvalidRefreshToken => "Invalid refresh token",
+            Error::RefreshTokenReused => "Refresh token reused",
             Error::Forbidden => "Forbidden",
             Error::NotFound => "Not found",
             Error::MethodNotAllowed { .. } => "Method not allowed",
@@ -149,6 +161,12 @@ impl Error {
             }
             Error::Unauthorized => "A bearer token is required.".into(),
             Error::InvalidToken => "The token is invalid, expired or revoked.".into(),
+            Error::InvalidRefreshToken => {
+                "The refresh token is invalid, expired or revoked.".into()
+            }
+            Error::RefreshTokenReused => {
+                "This refresh token was already used; its session has been revoked.".into()
+            }
             Error::Forbidden => "You may not do this.".into(),
             Error::NotFound => "Nothing is here.".into(),
             Error::MethodNotAllowed { allow } => format!("Allowed methods: {allow}."),

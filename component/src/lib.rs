@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod password;
 pub mod ports;
+pub mod refresh;
 pub mod sessions;
 pub mod settings;
 pub mod tokens;

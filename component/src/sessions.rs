@@ -3,7 +3,9 @@
 //! device limit (`max_sessions`, `session_limit_policy`) is enforced; access tokens are
 //! accepted only while their session is live.
 
-use crate::app::App;
+use serde::Serialize;
+
+use crate::app::{App, rfc3339};
 use crate::audit;
 use crate::db::{integer, optional_text, statement, text};
 use crate::error::Error;
@@ -192,7 +194,8 @@ fn evict_oldest(app: &App<'_>, user_id: &str, client: &Client, now: i64) -> Vec<
     ]
 }
 
-fn sign_access_token(
+/// Signs a fresh access token for a session.
+pub fn sign_access_token(
     app: &App<'_>,
     user_id: &str,
     session_id: &str,
@@ -241,4 +244,89 @@ pub fn authenticate(app: &App<'_>, token: &str) -> Result<Authenticated, Error> 
         )?;
     }
     Ok(Authenticated { claims, username })
+}
+
+/// A live session as `GET /api/v1/sessions` shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SessionView {
+    pub id: String,
+    pub device_info: Option<String>,
+    pub ip_address: Option<String>,
+    pub created_at: String,
+    pub last_active_at: String,
+    pub expires_at: String,
+    pub is_current: bool,
+}
+
+/// The user's live sessions, newest first; `current` is marked.
+pub fn list(app: &App<'_>, user_id: &str, current: &str) -> Result<Vec<SessionView>, Error> {
+    let rows = app.db.query(
+        "SELECT id, device_info, ip_address, created_at, last_active_at, expires_at \
+         FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? \
+         ORDER BY created_at DESC, id DESC",
+        &[text(user_id), integer(app.now())],
+    )?;
+    rows.iter()
+        .map(|row| {
+            let id = row.text(0)?;
+            Ok(SessionView {
+                is_current: id == current,
+                id,
+                device_info: row.optional_text(1)?,
+                ip_address: row.optional_text(2)?,
+                created_at: rfc3339(row.integer(3)?),
+                last_active_at: rfc3339(row.integer(4)?),
+                expires_at: rfc3339(row.integer(5)?),
+            })
+        })
+        .collect()
+}
+
+/// Why a session was revoked (stored in `revoked_reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    Logout,
+    LogoutAll,
+    Revoked,
+    RefreshTokenReused,
+}
+
+impl Revocation {
+    fn reason(self) -> &'static str {
+        match self {
+            Revocation::Logout => "logout",
+            Revocation::LogoutAll => "logout_all",
+            Revocation::Revoked => "revoked",
+            Revocation::RefreshTokenReused => "refresh_token_reused",
+        }
+    }
+}
+
+/// The statement that revokes one live session of `user_id`.
+pub fn revoke_one(app: &App<'_>, user_id: &str, session_id: &str, why: Revocation) -> Statement {
+    statement(
+        "UPDATE sessions SET revoked_at = ?, revoked_reason = ? \
+         WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+        vec![
+            integer(app.now()),
+            text(why.reason()),
+            text(session_id),
+            text(user_id),
+        ],
+    )
+}
+
+/// The statement that revokes every live session of `user_id`, but `keep` if given.
+pub fn revoke_all(app: &App<'_>, user_id: &str, keep: Option<&str>, why: Revocation) -> Statement {
+    statement(
+        "UPDATE sessions SET revoked_at = ?, revoked_reason = ? \
+         WHERE user_id = ? AND revoked_at IS NULL AND id <> ?",
+        vec![
+            integer(app.now()),
+            text(why.reason()),
+            text(user_id),
+            // no session has an empty id, so "" keeps none
+            text(keep.unwrap_or_default()),
+        ],
+    )
 }

@@ -3,12 +3,14 @@
 use serde_json::{Value, json};
 
 use super::body::json_object;
+use super::oauth;
 use super::problem::problem;
 use super::{Request, Response, header};
 use crate::app::{App, rfc3339};
 use crate::auth::{self, Registered, Registration};
-use crate::error::Error;
-use crate::sessions::{Authenticated, Client, Grant};
+use crate::error::{Error, FieldError};
+use crate::refresh;
+use crate::sessions::{self, Authenticated, Client, Grant};
 use crate::settings::{PASSWORD_MAX_LENGTH, PasswordPolicy};
 use crate::validation;
 
@@ -16,6 +18,8 @@ use crate::validation;
 pub struct Context<'a> {
     pub app: &'a App<'a>,
     pub request: &'a Request,
+    /// The values of the route's `{…}` segments, in order.
+    pub params: Vec<String>,
 }
 
 impl Context<'_> {
@@ -194,8 +198,68 @@ pub fn me(context: &Context<'_>) -> Result<Response, Error> {
     Ok(Response::json(200, &json!(user.public())))
 }
 
+/// `POST /api/v1/auth/refresh`
+pub fn refresh(context: &Context<'_>) -> Result<Response, Error> {
+    let app = context.app;
+    let mut body = json_object(context.request, app.settings.max_body_bytes)?;
+    let token = body.string("refresh_token").unwrap_or_default();
+    if !body.type_errors.is_empty() {
+        return Err(Error::Validation(body.type_errors));
+    }
+    if token.is_empty() {
+        return Err(Error::Validation(vec![FieldError::new(
+            "refresh_token",
+            "required",
+            "A refresh token is required.",
+        )]));
+    }
+    let grant = refresh::refresh(app, &token, &context.client(None))?;
+    Ok(Response::json(200, &token_body(&grant)))
+}
+
+/// `POST /api/v1/auth/token`: OAuth2 with its own error format (RFC 6749 §5).
+pub fn token(context: &Context<'_>) -> Result<Response, Error> {
+    oauth::token(context.app, context.request, &context.client(None))
+}
+
+/// `POST /api/v1/auth/logout`
+pub fn logout(context: &Context<'_>) -> Result<Response, Error> {
+    let who = context.authenticate()?;
+    auth::logout(context.app, &who, &context.client(None))?;
+    Ok(Response::empty(204))
+}
+
+/// `POST /api/v1/auth/logout-all`
+pub fn logout_all(context: &Context<'_>) -> Result<Response, Error> {
+    let who = context.authenticate()?;
+    auth::logout_all(context.app, &who, &context.client(None))?;
+    Ok(Response::empty(204))
+}
+
+/// `GET /api/v1/sessions`
+pub fn list_sessions(context: &Context<'_>) -> Result<Response, Error> {
+    let who = context.authenticate()?;
+    let sessions = sessions::list(context.app, &who.claims.sub, &who.claims.sid)?;
+    Ok(Response::json(
+        200,
+        &json!({
+            "session_count": sessions.len(),
+            "sessions": sessions,
+            "max_sessions": context.app.settings.max_sessions,
+        }),
+    ))
+}
+
+/// `DELETE /api/v1/sessions/{id}`
+pub fn revoke_session(context: &Context<'_>) -> Result<Response, Error> {
+    let who = context.authenticate()?;
+    let session_id = context.params.first().ok_or(Error::NotFound)?;
+    auth::revoke_session(context.app, &who, session_id, &context.client(None))?;
+    Ok(Response::empty(204))
+}
+
 /// The token response of API.md §3.
-fn token_body(grant: &Grant) -> Value {
+pub fn token_body(grant: &Grant) -> Value {
     json!({
         "access_token": grant.access_token,
         "token_type": "Bearer",

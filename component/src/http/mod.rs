@@ -4,6 +4,7 @@
 
 mod body;
 mod handlers;
+mod oauth;
 mod problem;
 mod router;
 

@@ -24,7 +24,10 @@ pub fn problem(error: &Error) -> Response {
         body: body.to_string().into_bytes(),
     };
     match error {
-        Error::Unauthorized | Error::InvalidCredentials => {
+        Error::Unauthorized
+        | Error::InvalidCredentials
+        | Error::InvalidRefreshToken
+        | Error::RefreshTokenReused => {
             response.with_header("www-authenticate", r#"Bearer realm="portcullis""#)
         }
         Error::InvalidToken => response.with_header(

@@ -12,7 +12,8 @@ type Handler = fn(&Context<'_>) -> Result<Response, Error>;
 
 /// One path and the handlers of its methods.
 struct Route {
-    path: &'static str,
+    /// Segments; `{name}` matches any one non-empty segment.
+    pattern: &'static str,
     methods: &'static [(&'static str, Handler)],
     /// The `Allow` header for a 405.
     allow: &'static str,
@@ -20,34 +21,64 @@ struct Route {
 
 const ROUTES: &[Route] = &[
     Route {
-        path: "/health",
+        pattern: "/health",
         methods: &[("GET", handlers::health)],
         allow: "GET",
     },
     Route {
-        path: "/api/v1/validation-rules",
+        pattern: "/api/v1/validation-rules",
         methods: &[("GET", handlers::validation_rules)],
         allow: "GET",
     },
     Route {
-        path: "/api/v1/auth/register",
+        pattern: "/api/v1/auth/register",
         methods: &[("POST", handlers::register)],
         allow: "POST",
     },
     Route {
-        path: "/api/v1/auth/login",
+        pattern: "/api/v1/auth/login",
         methods: &[("POST", handlers::login)],
         allow: "POST",
     },
     Route {
-        path: "/api/v1/auth/verify",
+        pattern: "/api/v1/auth/verify",
         methods: &[("GET", handlers::verify)],
         allow: "GET",
     },
     Route {
-        path: "/api/v1/users/me",
+        pattern: "/api/v1/auth/token",
+        methods: &[("POST", handlers::token)],
+        allow: "POST",
+    },
+    Route {
+        pattern: "/api/v1/auth/refresh",
+        methods: &[("POST", handlers::refresh)],
+        allow: "POST",
+    },
+    Route {
+        pattern: "/api/v1/auth/logout",
+        methods: &[("POST", handlers::logout)],
+        allow: "POST",
+    },
+    Route {
+        pattern: "/api/v1/auth/logout-all",
+        methods: &[("POST", handlers::logout_all)],
+        allow: "POST",
+    },
+    Route {
+        pattern: "/api/v1/users/me",
         methods: &[("GET", handlers::me)],
         allow: "GET",
+    },
+    Route {
+        pattern: "/api/v1/sessions",
+        methods: &[("GET", handlers::list_sessions)],
+        allow: "GET",
+    },
+    Route {
+        pattern: "/api/v1/sessions/{id}",
+        methods: &[("DELETE", handlers::revoke_session)],
+        allow: "DELETE",
     },
 ];
 
@@ -58,9 +89,9 @@ pub fn handle(app: &App<'_>, request: &Request) -> Response {
 }
 
 fn route(app: &App<'_>, request: &Request) -> Result<Response, Error> {
-    let route = ROUTES
+    let (route, params) = ROUTES
         .iter()
-        .find(|route| route.path == request.path)
+        .find_map(|route| matches(route.pattern, &request.path).map(|params| (route, params)))
         .ok_or(Error::NotFound)?;
     let handler = route
         .methods
@@ -68,7 +99,31 @@ fn route(app: &App<'_>, request: &Request) -> Result<Response, Error> {
         .find(|(method, _)| *method == request.method)
         .map(|(_, handler)| *handler)
         .ok_or(Error::MethodNotAllowed { allow: route.allow })?;
-    handler(&Context { app, request })
+    handler(&Context {
+        app,
+        request,
+        params,
+    })
+}
+
+/// The values of the `{…}` segments when `path` matches `pattern`.
+fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
+    let mut pattern_segments = pattern.split('/');
+    let mut path_segments = path.split('/');
+    let mut params = Vec::new();
+    loop {
+        match (pattern_segments.next(), path_segments.next()) {
+            (None, None) => return Some(params),
+            (Some(expected), Some(actual)) if expected.starts_with('{') => {
+                if actual.is_empty() {
+                    return None;
+                }
+                params.push(actual.to_string());
+            }
+            (Some(expected), Some(actual)) if expected == actual => {}
+            _ => return None,
+        }
+    }
 }
 
 fn with_common_headers(mut response: Response) -> Response {
@@ -81,4 +136,18 @@ fn with_common_headers(mut response: Response) -> Response {
         .map(|(name, value)| (name.to_string(), value.to_string())),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn patterns_match_whole_segments() {
+        assert_eq!(matches("/health", "/health"), Some(vec![]));
+        assert_eq!(matches("/health", "/health/"), None);
+        assert_eq!(matches("/a/{id}", "/a/42"), Some(vec!["42".to_string()]));
+        assert_eq!(matches("/a/{id}", "/a/"), None);
+        assert_eq!(matches("/a/{id}", "/a/1/2"), None);
+    }
 }

@@ -229,3 +229,192 @@ fn validation_rules_reflect_the_settings() {
     assert_eq!(rules["password"]["min_length"], 12);
     assert!(rules["password"]["common_password_count"].as_u64().unwrap() >= 10_000);
 }
+
+fn authorized(method: &str, path: &str, token: &str) -> Request {
+    let mut request = request(method, path, None);
+    request
+        .headers
+        .push(("authorization".into(), format!("Bearer {token}")));
+    request
+}
+
+fn login_as(app: &crate::app::App<'_>, device: &str) -> Value {
+    let response = handle(
+        app,
+        &request(
+            "POST",
+            "/api/v1/auth/login",
+            Some(
+                json!({"login": "john_doe", "password": "Tr1cky!Horse#42", "device_name": device}),
+            ),
+        ),
+    );
+    assert_eq!(response.status, 200);
+    body(&response)
+}
+
+#[test]
+fn sessions_are_listed_newest_first_and_logout_ends_one() {
+    let harness = Harness::new(&[("max_sessions", "0")]);
+    let app = harness.app();
+    handle(
+        &app,
+        &request("POST", "/api/v1/auth/register", Some(register_body())),
+    );
+    harness.env.advance(1);
+    let phone = login_as(&app, "phone");
+    harness.env.advance(1);
+    let laptop = login_as(&app, "laptop");
+    let laptop_token = laptop["access_token"].as_str().unwrap();
+    let listed = body(&handle(
+        &app,
+        &authorized("GET", "/api/v1/sessions", laptop_token),
+    ));
+    assert_eq!(listed["session_count"], 3);
+    assert_eq!(listed["max_sessions"], 0);
+    assert_eq!(listed["sessions"][0]["device_info"], "laptop");
+    assert_eq!(listed["sessions"][0]["is_current"], true);
+    assert_eq!(listed["sessions"][1]["device_info"], "phone");
+    assert_eq!(listed["sessions"][1]["is_current"], false);
+    assert_eq!(listed["sessions"][0]["ip_address"], "203.0.113.7");
+
+    let phone_session = phone["session_id"].as_str().unwrap();
+    let path = format!("/api/v1/sessions/{phone_session}");
+    assert_eq!(
+        handle(&app, &authorized("DELETE", &path, laptop_token)).status,
+        204
+    );
+    let phone_token = phone["access_token"].as_str().unwrap();
+    assert_problem(
+        &handle(&app, &authorized("GET", "/api/v1/users/me", phone_token)),
+        401,
+        "invalid_token",
+    );
+    assert_problem(
+        &handle(&app, &authorized("DELETE", &path, laptop_token)),
+        404,
+        "not_found",
+    );
+
+    assert_eq!(
+        handle(
+            &app,
+            &authorized("POST", "/api/v1/auth/logout", laptop_token)
+        )
+        .status,
+        204
+    );
+    assert_problem(
+        &handle(&app, &authorized("GET", "/api/v1/users/me", laptop_token)),
+        401,
+        "invalid_token",
+    );
+}
+
+#[test]
+fn another_users_session_is_not_found_and_logout_all_ends_every_session() {
+    let harness = Harness::new(&[("max_sessions", "0")]);
+    let app = harness.app();
+    let john = body(&handle(
+        &app,
+        &request("POST", "/api/v1/auth/register", Some(register_body())),
+    ));
+    let jane = body(&handle(
+        &app,
+        &request(
+            "POST",
+            "/api/v1/auth/register",
+            Some(
+                json!({"username": "jane_roe", "email": "jane@example.com", "password": "Tr1cky!Horse#42"}),
+            ),
+        ),
+    ));
+    let john_token = john["access_token"].as_str().unwrap();
+    let jane_path = format!("/api/v1/sessions/{}", jane["session_id"].as_str().unwrap());
+    assert_problem(
+        &handle(&app, &authorized("DELETE", &jane_path, john_token)),
+        404,
+        "not_found",
+    );
+
+    let second = login_as(&app, "second");
+    assert_eq!(
+        handle(
+            &app,
+            &authorized("POST", "/api/v1/auth/logout-all", john_token)
+        )
+        .status,
+        204
+    );
+    for token in [john_token, second["access_token"].as_str().unwrap()] {
+        assert_problem(
+            &handle(&app, &authorized("GET", "/api/v1/auth/verify", token)),
+            401,
+            "invalid_token",
+        );
+    }
+    let jane_token = jane["access_token"].as_str().unwrap();
+    assert_eq!(
+        handle(&app, &authorized("GET", "/api/v1/auth/verify", jane_token)).status,
+        200
+    );
+}
+
+fn form(body: &str) -> Request {
+    Request {
+        method: "POST".into(),
+        path: "/api/v1/auth/token".into(),
+        query: String::new(),
+        headers: vec![(
+            "content-type".into(),
+            "application/x-www-form-urlencoded".into(),
+        )],
+        body: Body::Complete(body.as_bytes().to_vec()),
+    }
+}
+
+#[test]
+fn oauth2_token_endpoint_speaks_rfc_6749() {
+    let harness = Harness::new(&[("max_sessions", "0")]);
+    let app = harness.app();
+    handle(
+        &app,
+        &request("POST", "/api/v1/auth/register", Some(register_body())),
+    );
+
+    let granted = handle(
+        &app,
+        &form("grant_type=password&username=john_doe&password=Tr1cky%21Horse%2342"),
+    );
+    assert_eq!(granted.status, 200);
+    assert_eq!(header(&granted, "cache-control"), Some("no-store"));
+    let tokens = body(&granted);
+    assert_eq!(tokens["token_type"], "Bearer");
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+
+    let refreshed = handle(
+        &app,
+        &form(&format!(
+            "grant_type=refresh_token&refresh_token={refresh_token}"
+        )),
+    );
+    assert_eq!(refreshed.status, 200);
+
+    for (form_body, error) in [
+        (
+            "grant_type=password&username=john_doe&password=nope",
+            "invalid_grant",
+        ),
+        ("grant_type=password&username=john_doe", "invalid_request"),
+        ("grant_type=client_credentials", "unsupported_grant_type"),
+        ("username=john_doe", "invalid_request"),
+        (
+            "grant_type=password&grant_type=password&username=a&password=b",
+            "invalid_request",
+        ),
+    ] {
+        let response = handle(&app, &form(form_body));
+        assert_eq!(response.status, 400, "{form_body}");
+        assert_eq!(body(&response)["error"], error, "{form_body}");
+    }
+}
