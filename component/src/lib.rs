@@ -11,6 +11,7 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod keys;
 pub mod password;
 pub mod ports;
 pub mod refresh;

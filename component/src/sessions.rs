@@ -9,6 +9,7 @@ use crate::app::{App, rfc3339};
 use crate::audit;
 use crate::db::{integer, optional_text, statement, text};
 use crate::error::Error;
+use crate::keys;
 use crate::ports::Statement;
 use crate::settings::SessionLimitPolicy;
 use crate::tokens::{self, Claims};
@@ -212,7 +213,7 @@ pub fn sign_access_token(
         nbf: now,
         exp: now + i64::from(settings.access_ttl),
     };
-    tokens::sign(&claims, settings)
+    tokens::sign(&claims, &keys::signer(app)?)
 }
 
 /// The user and session an access token stands for, once both are checked live.
@@ -226,7 +227,7 @@ pub struct Authenticated {
 /// expired, the account active. Refreshes `last_active_at` at most once a minute.
 pub fn authenticate(app: &App<'_>, token: &str) -> Result<Authenticated, Error> {
     let now = app.now();
-    let claims = tokens::verify(token, app.settings, now)?;
+    let claims = tokens::verify(token, &keys::verifier(app)?, app.settings, now)?;
     let row = app
         .db
         .query_one(

@@ -18,6 +18,15 @@ pub enum PasswordPolicy {
     Nist,
 }
 
+/// How access tokens are signed (API.md §1 `PORTCULLIS_JWT_ALGORITHM`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with `PORTCULLIS_JWT_SECRET`.
+    Hs256,
+    /// Ed25519 with keys kept in the database and published at `/.well-known/jwks.json`.
+    EdDsa,
+}
+
 /// What happens when a login would exceed `max_sessions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionLimitPolicy {
@@ -36,6 +45,7 @@ pub struct RateLimit {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub jwt_secret: Vec<u8>,
+    pub jwt_algorithm: JwtAlgorithm,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_ttl: u32,
@@ -62,6 +72,7 @@ impl Settings {
         };
         let settings = Settings {
             jwt_secret: reader.jwt_secret(),
+            jwt_algorithm: reader.jwt_algorithm(),
             jwt_issuer: reader.text("jwt_issuer", "portcullis"),
             jwt_audience: reader.text("jwt_audience", "portcullis"),
             access_ttl: reader.number("access_ttl", 900, 1, 86_400),
@@ -78,7 +89,6 @@ impl Settings {
             max_body_bytes: reader.number("max_body_bytes", 10_240, 64, MAX_BODY_HARD_CAP as u32)
                 as usize,
         };
-        reader.check_algorithm();
         if reader.problems.is_empty() {
             Ok(settings)
         } else {
@@ -166,20 +176,15 @@ impl Reader<'_> {
         }
     }
 
-    fn check_algorithm(&mut self) {
-        let Some(value) = self.raw("jwt_algorithm") else {
-            return;
-        };
-        match value.as_str() {
-            "HS256" => {}
-            "EdDSA" => self.complain(
-                "jwt_algorithm",
-                "EdDSA is not available in this version; use HS256".into(),
-            ),
-            _ => self.complain(
-                "jwt_algorithm",
-                format!("expected HS256 or EdDSA, got {value:?}"),
-            ),
+    fn jwt_algorithm(&mut self) -> JwtAlgorithm {
+        match self.raw("jwt_algorithm").as_deref() {
+            None | Some("HS256") => JwtAlgorithm::Hs256,
+            Some("EdDSA") => JwtAlgorithm::EdDsa,
+            Some(other) => {
+                let message = format!("expected HS256 or EdDSA, got {other:?}");
+                self.complain("jwt_algorithm", message);
+                JwtAlgorithm::Hs256
+            }
         }
     }
 

@@ -305,6 +305,10 @@ impl wit_api::Guest for Component {
             .map_err(to_wit_error)
     }
 
+    fn rotate_signing_key() -> Result<String, wit_api::Error> {
+        with_app(crate::keys::rotate).map_err(to_wit_error)
+    }
+
     fn get_user(user_id: String) -> Result<wit_api::User, wit_api::Error> {
         with_app(|app| auth::get_user(app, &user_id))
             .map(|user| to_wit_user(&user))

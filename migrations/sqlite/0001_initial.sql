@@ -62,3 +62,15 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_events_at ON audit_events (at, id);
 CREATE INDEX audit_events_user ON audit_events (user_id, at);
+
+-- Ed25519 signing keys (PORTCULLIS_JWT_ALGORITHM=EdDSA). The private seed is stored
+-- encrypted under a key derived from PORTCULLIS_JWT_SECRET; the newest key without
+-- retired_at signs, retired keys still verify until the tokens they signed expire.
+CREATE TABLE signing_keys (
+    kid            TEXT    PRIMARY KEY NOT NULL,
+    algorithm      TEXT    NOT NULL,
+    sealed_private TEXT    NOT NULL,
+    public_key     TEXT    NOT NULL,
+    created_at     INTEGER NOT NULL,
+    retired_at     INTEGER
+);

@@ -9,9 +9,10 @@ use super::{Request, Response, header};
 use crate::app::{App, rfc3339};
 use crate::auth::{self, Registered, Registration};
 use crate::error::{Error, FieldError};
+use crate::keys;
 use crate::refresh;
 use crate::sessions::{self, Authenticated, Client, Grant};
-use crate::settings::{PASSWORD_MAX_LENGTH, PasswordPolicy};
+use crate::settings::{JwtAlgorithm, PASSWORD_MAX_LENGTH, PasswordPolicy};
 use crate::validation;
 
 /// What a handler gets.
@@ -71,6 +72,11 @@ pub fn health(context: &Context<'_>) -> Result<Response, Error> {
     }
 }
 
+/// `GET /.well-known/jwks.json`
+pub fn jwks(context: &Context<'_>) -> Result<Response, Error> {
+    Ok(Response::json(200, &keys::jwks(context.app)?))
+}
+
 /// `GET /api/v1/validation-rules`
 pub fn validation_rules(context: &Context<'_>) -> Result<Response, Error> {
     let settings = context.app.settings;
@@ -107,7 +113,10 @@ pub fn validation_rules(context: &Context<'_>) -> Result<Response, Error> {
             "disallow_identifiers": true,
         },
         "tokens": {
-            "algorithm": "HS256",
+            "algorithm": match settings.jwt_algorithm {
+                JwtAlgorithm::Hs256 => "HS256",
+                JwtAlgorithm::EdDsa => "EdDSA",
+            },
             "issuer": settings.jwt_issuer,
             "audience": settings.jwt_audience,
             "access_ttl": settings.access_ttl,

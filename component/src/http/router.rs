@@ -26,6 +26,11 @@ const ROUTES: &[Route] = &[
         allow: "GET",
     },
     Route {
+        pattern: "/.well-known/jwks.json",
+        methods: &[("GET", handlers::jwks)],
+        allow: "GET",
+    },
+    Route {
         pattern: "/api/v1/validation-rules",
         methods: &[("GET", handlers::validation_rules)],
         allow: "GET",

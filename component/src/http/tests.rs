@@ -418,3 +418,36 @@ fn oauth2_token_endpoint_speaks_rfc_6749() {
         assert_eq!(body(&response)["error"], error, "{form_body}");
     }
 }
+
+#[test]
+fn jwks_is_empty_under_hs256_and_lists_ed25519_keys_under_eddsa() {
+    let harness = Harness::new(&[]);
+    let jwks = handle(
+        &harness.app(),
+        &request("GET", "/.well-known/jwks.json", None),
+    );
+    assert_eq!(body(&jwks), json!({"keys": []}));
+
+    let harness = Harness::new(&[("jwt_algorithm", "EdDSA")]);
+    let app = harness.app();
+    let registered = body(&handle(
+        &app,
+        &request("POST", "/api/v1/auth/register", Some(register_body())),
+    ));
+    let token = registered["access_token"].as_str().unwrap();
+    assert_eq!(
+        handle(&app, &authorized("GET", "/api/v1/users/me", token)).status,
+        200
+    );
+    let keys = body(&handle(
+        &app,
+        &request("GET", "/.well-known/jwks.json", None),
+    ));
+    let key = &keys["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str()),
+        (Some("OKP"), Some("Ed25519"))
+    );
+    let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    assert_eq!(key["kid"], kid);
+}

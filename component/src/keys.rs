@@ -1,0 +1,245 @@
+//! Signing keys. Under HS256 the key is `PORTCULLIS_JWT_SECRET`. Under EdDSA, Ed25519 keys
+//! live in the `signing_keys` table, shared by every host: the newest active key signs,
+//! keys retired by a rotation keep verifying until every token they signed has expired,
+//! and `/.well-known/jwks.json` publishes the verifying keys.
+//!
+//! A private key is stored sealed: its seed XOR an HMAC-SHA256 pad keyed by a key derived
+//! from `PORTCULLIS_JWT_SECRET` over the key's `kid`, so a copy of the database alone
+//! cannot mint tokens.
+
+use ed25519_dalek::SigningKey;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::app::App;
+use crate::db::{integer, statement, text};
+use crate::error::Error;
+use crate::settings::JwtAlgorithm;
+use crate::tokens::{self, Signer, Verifier};
+
+const ALGORITHM: &str = "EdDSA";
+const SEED_BYTES: usize = 32;
+const KID_BYTES: usize = 8;
+/// RFC 8410 PKCS#8 v1 prefix of an Ed25519 private key; the 32-byte seed follows.
+const PKCS8_ED25519_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// The key new tokens are signed with; under EdDSA the first call creates one.
+pub fn signer(app: &App<'_>) -> Result<Signer, Error> {
+    if app.settings.jwt_algorithm == JwtAlgorithm::Hs256 {
+        return Ok(tokens::hs256(app.settings).0);
+    }
+    let newest = app.db.query_one(
+        "SELECT kid, sealed_private, public_key FROM signing_keys WHERE retired_at IS NULL \
+         ORDER BY created_at DESC, kid DESC LIMIT 1",
+        &[],
+    )?;
+    let (kid, sealed, public) = match newest {
+        Some(row) => (row.text(0)?, row.text(1)?, row.text(2)?),
+        None => {
+            create(app)?;
+            return signer(app);
+        }
+    };
+    let seed = unseal(app, &kid, &sealed, &public)?;
+    Ok(Signer::EdDsa {
+        pkcs8: [PKCS8_ED25519_PREFIX.as_slice(), &seed].concat(),
+        kid,
+    })
+}
+
+/// The keys tokens are checked against: only those of the configured algorithm.
+pub fn verifier(app: &App<'_>) -> Result<Verifier, Error> {
+    if app.settings.jwt_algorithm == JwtAlgorithm::Hs256 {
+        return Ok(tokens::hs256(app.settings).1);
+    }
+    let keys = verifying_keys(app)?
+        .into_iter()
+        .filter_map(|(kid, public)| Some((kid, tokens::decode_opaque(&public)?)))
+        .collect();
+    Ok(Verifier::EdDsa { keys })
+}
+
+/// `kid` and public key (base64url) of every key that may have signed a live token.
+fn verifying_keys(app: &App<'_>) -> Result<Vec<(String, String)>, Error> {
+    let settings = app.settings;
+    let oldest_live = app.now() - i64::from(settings.access_ttl) - i64::from(settings.clock_skew);
+    app.db
+        .query(
+            "SELECT kid, public_key FROM signing_keys WHERE algorithm = ? \
+             AND (retired_at IS NULL OR retired_at > ?) ORDER BY created_at DESC, kid DESC",
+            &[text(ALGORITHM), integer(oldest_live)],
+        )?
+        .iter()
+        .map(|row| Ok((row.text(0)?, row.text(1)?)))
+        .collect()
+}
+
+/// The JWK set of `/.well-known/jwks.json` (RFC 7517, RFC 8037); empty under HS256.
+pub fn jwks(app: &App<'_>) -> Result<Value, Error> {
+    if app.settings.jwt_algorithm == JwtAlgorithm::Hs256 {
+        return Ok(json!({ "keys": [] }));
+    }
+    let keys: Vec<Value> = verifying_keys(app)?
+        .into_iter()
+        .map(|(kid, public)| {
+            json!({"kty": "OKP", "crv": "Ed25519", "alg": ALGORITHM, "use": "sig", "kid": kid, "x": public})
+        })
+        .collect();
+    Ok(json!({ "keys": keys }))
+}
+
+/// Retires the signing key and creates a new one; returns the new `kid`. Tokens signed
+/// with the retired key stay valid until they expire.
+pub fn rotate(app: &App<'_>) -> Result<String, Error> {
+    if app.settings.jwt_algorithm == JwtAlgorithm::Hs256 {
+        return Err(Error::Internal(
+            "key rotation applies to EdDSA; under HS256 change PORTCULLIS_JWT_SECRET".into(),
+        ));
+    }
+    let (kid, insert) = new_key(app)?;
+    let retire = statement(
+        "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL",
+        vec![integer(app.now())],
+    );
+    app.db.batch(vec![retire, insert])?;
+    Ok(kid)
+}
+
+fn create(app: &App<'_>) -> Result<(), Error> {
+    let (_, insert) = new_key(app)?;
+    app.db.batch(vec![insert])?;
+    Ok(())
+}
+
+/// A fresh key: its `kid` and the statement that stores it.
+fn new_key(app: &App<'_>) -> Result<(String, crate::ports::Statement), Error> {
+    let kid = tokens::hex(&app.env.random_bytes(KID_BYTES));
+    let seed: [u8; SEED_BYTES] = app
+        .env
+        .random_bytes(SEED_BYTES)
+        .try_into()
+        .map_err(|_| Error::Internal("short random read".into()))?;
+    let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    let sealed = xor(&seed, &pad(app, &kid)?);
+    let insert = statement(
+        "INSERT INTO signing_keys (kid, algorithm, sealed_private, public_key, created_at) \
+         VALUES (?, ?, ?, ?, ?)",
+        vec![
+            text(&kid),
+            text(ALGORITHM),
+            text(tokens::encode_opaque(&sealed)),
+            text(tokens::encode_opaque(&public)),
+            integer(app.now()),
+        ],
+    );
+    Ok((kid, insert))
+}
+
+/// Recovers a seed and checks it against the stored public key.
+fn unseal(app: &App<'_>, kid: &str, sealed: &str, public: &str) -> Result<Vec<u8>, Error> {
+    let sealed = tokens::decode_opaque(sealed)
+        .filter(|bytes| bytes.len() == SEED_BYTES)
+        .ok_or_else(|| Error::Internal(format!("signing key {kid} is malformed")))?;
+    let seed: [u8; SEED_BYTES] = xor(&sealed, &pad(app, kid)?)
+        .try_into()
+        .map_err(|_| Error::Internal(format!("signing key {kid} is malformed")))?;
+    let derived = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    if tokens::encode_opaque(&derived) != public {
+        return Err(Error::Internal(format!(
+            "signing key {kid} cannot be unsealed: was PORTCULLIS_JWT_SECRET changed?"
+        )));
+    }
+    Ok(seed.to_vec())
+}
+
+/// The one-time pad of a key: HMAC-SHA256(SHA-256("portcullis-key-seal:" ‖ secret), kid).
+fn pad(app: &App<'_>, kid: &str) -> Result<Vec<u8>, Error> {
+    let key = Sha256::new()
+        .chain_update(b"portcullis-key-seal:")
+        .chain_update(&app.settings.jwt_secret)
+        .finalize();
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key)
+        .map_err(|e| Error::Internal(format!("hmac: {e}")))?;
+    mac.update(kid.as_bytes());
+    Ok(mac.finalize().into_bytes().to_vec())
+}
+
+fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Harness;
+    use crate::tokens::{Claims, sign, verify};
+
+    fn claims(now: i64) -> Claims {
+        Claims {
+            iss: "portcullis".into(),
+            aud: "portcullis".into(),
+            sub: "u".into(),
+            sid: "s".into(),
+            jti: "j".into(),
+            iat: now,
+            nbf: now,
+            exp: now + 900,
+        }
+    }
+
+    #[test]
+    fn eddsa_keys_are_created_published_and_rotated() {
+        let harness = Harness::new(&[("jwt_algorithm", "EdDSA")]);
+        let app = harness.app();
+        let now = app.now();
+        let old_token = sign(&claims(now), &signer(&app).unwrap()).unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&old_token).unwrap().alg,
+            jsonwebtoken::Algorithm::EdDSA
+        );
+        assert_eq!(jwks(&app).unwrap()["keys"].as_array().unwrap().len(), 1);
+
+        let new_kid = rotate(&app).unwrap();
+        let new_token = sign(&claims(now), &signer(&app).unwrap()).unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&new_token)
+                .unwrap()
+                .kid
+                .as_deref(),
+            Some(new_kid.as_str())
+        );
+        let both = verifier(&app).unwrap();
+        assert!(verify(&old_token, &both, app.settings, now).is_ok());
+        assert!(verify(&new_token, &both, app.settings, now).is_ok());
+        assert_eq!(jwks(&app).unwrap()["keys"].as_array().unwrap().len(), 2);
+
+        // Once every token the old key signed has expired, the old key is gone.
+        harness.env.advance(900 + 10 + 1);
+        assert_eq!(jwks(&app).unwrap()["keys"].as_array().unwrap().len(), 1);
+        assert!(verify(&old_token, &verifier(&app).unwrap(), app.settings, now).is_err());
+    }
+
+    #[test]
+    fn hs256_tokens_are_refused_under_eddsa_and_the_reverse() {
+        let hs = Harness::new(&[]);
+        let ed = Harness::new(&[("jwt_algorithm", "EdDSA")]);
+        let (hs_app, ed_app) = (hs.app(), ed.app());
+        let now = hs_app.now();
+        let hs_token = sign(&claims(now), &signer(&hs_app).unwrap()).unwrap();
+        let ed_token = sign(&claims(now), &signer(&ed_app).unwrap()).unwrap();
+        assert!(verify(&hs_token, &verifier(&ed_app).unwrap(), ed_app.settings, now).is_err());
+        assert!(verify(&ed_token, &verifier(&hs_app).unwrap(), hs_app.settings, now).is_err());
+        assert_eq!(jwks(&hs_app).unwrap(), json!({"keys": []}));
+    }
+
+    #[test]
+    fn a_changed_secret_is_detected_instead_of_signing_garbage() {
+        let mut harness = Harness::new(&[("jwt_algorithm", "EdDSA")]);
+        signer(&harness.app()).unwrap();
+        harness.settings.jwt_secret = b"a-completely-different-secret-of-32+bytes".to_vec();
+        assert!(matches!(signer(&harness.app()), Err(Error::Internal(_))));
+    }
+}
