@@ -17,6 +17,12 @@ pub const LOGOUT_ALL: &str = "logout_all";
 pub const REFRESH: &str = "refresh";
 pub const REFRESH_TOKEN_REUSED: &str = "refresh_token_reused";
 pub const SESSION_REVOKED: &str = "session_revoked";
+pub const PASSWORD_CHANGED: &str = "password_changed";
+pub const PASSWORD_RESET_REQUESTED: &str = "password_reset_requested";
+pub const PASSWORD_RESET: &str = "password_reset";
+pub const EMAIL_VERIFICATION_REQUESTED: &str = "email_verification_requested";
+pub const EMAIL_VERIFIED: &str = "email_verified";
+pub const ACCOUNT_DELETED: &str = "account_deleted";
 
 /// The statement that records `event` about `user_id`.
 pub fn record(

@@ -107,7 +107,7 @@ pub fn register(app: &App<'_>, input: &Registration, client: &Client) -> Result<
 }
 
 /// Maps a unique violation to the field it concerns.
-fn registration_conflict(error: StoreError) -> Error {
+pub fn registration_conflict(error: StoreError) -> Error {
     match error {
         StoreError::UniqueViolation(constraint) => {
             let constraint = constraint.to_ascii_lowercase();

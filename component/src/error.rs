@@ -47,6 +47,12 @@ pub enum Error {
     RefreshTokenReused,
     Forbidden,
     NotFound,
+    /// The email address is verified already.
+    AlreadyVerified,
+    /// The verification token is unknown, expired or used.
+    InvalidVerificationToken,
+    /// The reset token is unknown, expired or used.
+    InvalidResetToken,
     MethodNotAllowed {
         allow: &'static str,
     },
@@ -80,6 +86,9 @@ impl Error {
             Error::RefreshTokenReused => "refresh_token_reused",
             Error::Forbidden => "forbidden",
             Error::NotFound => "not_found",
+            Error::AlreadyVerified => "already_verified",
+            Error::InvalidVerificationToken => "invalid_verification_token",
+            Error::InvalidResetToken => "invalid_reset_token",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::UnsupportedMediaType => "unsupported_media_type",
             Error::PayloadTooLarge { .. } => "payload_too_large",
@@ -96,7 +105,8 @@ impl Error {
             Error::UsernameTaken
             | Error::EmailTaken
             | Error::MobileTaken
-            | Error::SessionLimitReached => 409,
+            | Error::SessionLimitReached
+            | Error::AlreadyVerified => 409,
             Error::InvalidCredentials
             | Error::Unauthorized
             | Error::InvalidToken
@@ -108,7 +118,9 @@ impl Error {
             Error::MethodNotAllowed { .. } => 405,
             Error::UnsupportedMediaType => 415,
             Error::PayloadTooLarge { .. } => 413,
-            Error::InvalidJson(_) => 400,
+            Error::InvalidJson(_) | Error::InvalidVerificationToken | Error::InvalidResetToken => {
+                400
+            }
             Error::Unavailable(_) => 503,
             Error::Internal(_) => 500,
         }
@@ -132,6 +144,9 @@ impl Error {
             Error::RefreshTokenReused => "Refresh token reused",
             Error::Forbidden => "Forbidden",
             Error::NotFound => "Not found",
+            Error::AlreadyVerified => "Already verified",
+            Error::InvalidVerificationToken => "Invalid verification token",
+            Error::InvalidResetToken => "Invalid reset token",
             Error::MethodNotAllowed { .. } => "Method not allowed",
             Error::UnsupportedMediaType => "Unsupported media type",
             Error::PayloadTooLarge { .. } => "Payload too large",
@@ -169,6 +184,13 @@ impl Error {
             }
             Error::Forbidden => "You may not do this.".into(),
             Error::NotFound => "Nothing is here.".into(),
+            Error::AlreadyVerified => "The email address is already verified.".into(),
+            Error::InvalidVerificationToken => {
+                "The verification link is invalid, expired or already used.".into()
+            }
+            Error::InvalidResetToken => {
+                "The reset link is invalid, expired or already used.".into()
+            }
             Error::MethodNotAllowed { allow } => format!("Allowed methods: {allow}."),
             Error::UnsupportedMediaType => "The body must be sent as application/json.".into(),
             Error::PayloadTooLarge { limit } => {

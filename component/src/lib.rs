@@ -5,6 +5,7 @@
 //! `wasm32`) touches the generated WIT bindings: it adapts the imports to the ports and
 //! the domain to the exports (`wasi:http/incoming-handler`, `portcullis:auth/api`).
 
+pub mod account;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -12,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod mail;
 pub mod password;
 pub mod ports;
 pub mod refresh;

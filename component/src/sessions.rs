@@ -290,6 +290,8 @@ pub enum Revocation {
     LogoutAll,
     Revoked,
     RefreshTokenReused,
+    PasswordChanged,
+    PasswordReset,
 }
 
 impl Revocation {
@@ -299,6 +301,8 @@ impl Revocation {
             Revocation::LogoutAll => "logout_all",
             Revocation::Revoked => "revoked",
             Revocation::RefreshTokenReused => "refresh_token_reused",
+            Revocation::PasswordChanged => "password_changed",
+            Revocation::PasswordReset => "password_reset",
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct Settings {
     pub rate_limit: Option<RateLimit>,
     pub login_throttle: u32,
     pub max_body_bytes: usize,
+    /// Base of the links in mails, without a trailing `/`.
+    pub public_url: String,
 }
 
 impl Settings {
@@ -88,6 +90,7 @@ impl Settings {
             login_throttle: reader.number("login_throttle", 5, 0, 1_000),
             max_body_bytes: reader.number("max_body_bytes", 10_240, 64, MAX_BODY_HARD_CAP as u32)
                 as usize,
+            public_url: reader.public_url(),
         };
         if reader.problems.is_empty() {
             Ok(settings)
@@ -186,6 +189,18 @@ impl Reader<'_> {
                 JwtAlgorithm::Hs256
             }
         }
+    }
+
+    fn public_url(&mut self) -> String {
+        let value = self.text("public_url", "http://127.0.0.1:8080");
+        let scheme_ok = value.starts_with("http://") || value.starts_with("https://");
+        if !scheme_ok || value.contains(char::is_whitespace) {
+            self.complain(
+                "public_url",
+                format!("expected an http(s) URL, got {value:?}"),
+            );
+        }
+        value.trim_end_matches('/').to_string()
     }
 
     fn session_limit_policy(&mut self) -> SessionLimitPolicy {

@@ -305,6 +305,33 @@ impl wit_api::Guest for Component {
             .map_err(to_wit_error)
     }
 
+    fn claim_mail(max: u32, lease_seconds: u32) -> Result<Vec<wit_api::Mail>, wit_api::Error> {
+        with_app(|app| crate::mail::claim(app, max, lease_seconds))
+            .map(|mails| {
+                mails
+                    .into_iter()
+                    .map(|mail| wit_api::Mail {
+                        id: mail.id,
+                        claim: mail.claim,
+                        to: mail.to,
+                        subject: mail.subject,
+                        text_body: mail.text_body,
+                        html_body: mail.html_body,
+                        attempts: mail.attempts,
+                    })
+                    .collect()
+            })
+            .map_err(to_wit_error)
+    }
+
+    fn mail_sent(id: String, claim: String) -> Result<(), wit_api::Error> {
+        with_app(|app| crate::mail::sent(app, &id, &claim)).map_err(to_wit_error)
+    }
+
+    fn mail_failed(id: String, claim: String, reason: String) -> Result<(), wit_api::Error> {
+        with_app(|app| crate::mail::failed(app, &id, &claim, &reason)).map_err(to_wit_error)
+    }
+
     fn rotate_signing_key() -> Result<String, wit_api::Error> {
         with_app(crate::keys::rotate).map_err(to_wit_error)
     }

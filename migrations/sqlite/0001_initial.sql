@@ -74,3 +74,39 @@ CREATE TABLE signing_keys (
     created_at     INTEGER NOT NULL,
     retired_at     INTEGER
 );
+
+-- Email-verification and password-reset tokens, stored only as SHA-256 hashes (hex).
+CREATE TABLE email_tokens (
+    token_hash  TEXT    PRIMARY KEY NOT NULL,
+    user_id     TEXT    NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    -- verify_email or reset_password
+    purpose     TEXT    NOT NULL,
+    -- the address the token was mailed to: a verification is for that address only
+    email       TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    used_at     INTEGER
+);
+CREATE INDEX email_tokens_user ON email_tokens (user_id, purpose);
+
+-- Mail waits here until a host delivers it. A host claims a mail for a lease, so that
+-- several hosts on one database never send it twice; the bodies (which hold a link
+-- with a token) are blanked once it is sent.
+CREATE TABLE outbox (
+    id               TEXT    PRIMARY KEY NOT NULL,
+    recipient        TEXT    NOT NULL,
+    -- verify_email or reset_password: mails per address and kind are throttled
+    kind             TEXT    NOT NULL,
+    subject          TEXT    NOT NULL,
+    text_body        TEXT    NOT NULL,
+    html_body        TEXT    NOT NULL,
+    created_at       INTEGER NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER NOT NULL,
+    claim            TEXT,
+    claimed_until    INTEGER,
+    sent_at          INTEGER,
+    last_error       TEXT
+);
+CREATE INDEX outbox_due ON outbox (sent_at, next_attempt_at);
+CREATE INDEX outbox_recipient ON outbox (recipient, kind, created_at);

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::{Body, Request, header};
+use crate::account::Change;
 use crate::error::{Error, FieldError};
 
 /// A parsed JSON object body.
@@ -69,6 +70,47 @@ impl JsonObject {
                 None
             }
         }
+    }
+
+    /// A field of a PATCH: absent keeps, `null` clears, a string sets. Another type
+    /// records an `invalid_format` error and keeps.
+    pub fn change(&mut self, field: &'static str) -> Change {
+        match self.map.get(field) {
+            None => Change::Keep,
+            Some(Value::Null) => Change::Clear,
+            Some(Value::String(text)) => Change::Set(text.clone()),
+            Some(_) => {
+                self.type_errors.push(FieldError::new(
+                    field,
+                    "invalid_format",
+                    "Must be a string.",
+                ));
+                Change::Keep
+            }
+        }
+    }
+
+    /// Fails with every type error found so far.
+    pub fn check_types(&self) -> Result<(), Error> {
+        if self.type_errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(self.type_errors.clone()))
+        }
+    }
+
+    /// A string field that must be present and non-empty.
+    pub fn required(&mut self, field: &'static str) -> Result<String, Error> {
+        let value = self.string(field).unwrap_or_default();
+        self.check_types()?;
+        if value.is_empty() {
+            return Err(Error::Validation(vec![FieldError::new(
+                field,
+                "required",
+                format!("{field} is required."),
+            )]));
+        }
+        Ok(value)
     }
 
     /// True when `field` had the wrong JSON type.

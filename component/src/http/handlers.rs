@@ -6,9 +6,10 @@ use super::body::json_object;
 use super::oauth;
 use super::problem::problem;
 use super::{Request, Response, header};
+use crate::account::{self, ProfileChange};
 use crate::app::{App, rfc3339};
 use crate::auth::{self, Registered, Registration};
-use crate::error::{Error, FieldError};
+use crate::error::Error;
 use crate::keys;
 use crate::refresh;
 use crate::sessions::{self, Authenticated, Client, Grant};
@@ -24,7 +25,7 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn client(&self, device_name: Option<String>) -> Client {
+    pub fn client(&self, device_name: Option<String>) -> Client {
         let device_info = device_name
             .filter(|name| !name.trim().is_empty())
             .or_else(|| self.request.header(header::USER_AGENT).map(str::to_string));
@@ -210,18 +211,8 @@ pub fn me(context: &Context<'_>) -> Result<Response, Error> {
 /// `POST /api/v1/auth/refresh`
 pub fn refresh(context: &Context<'_>) -> Result<Response, Error> {
     let app = context.app;
-    let mut body = json_object(context.request, app.settings.max_body_bytes)?;
-    let token = body.string("refresh_token").unwrap_or_default();
-    if !body.type_errors.is_empty() {
-        return Err(Error::Validation(body.type_errors));
-    }
-    if token.is_empty() {
-        return Err(Error::Validation(vec![FieldError::new(
-            "refresh_token",
-            "required",
-            "A refresh token is required.",
-        )]));
-    }
+    let token =
+        json_object(context.request, app.settings.max_body_bytes)?.required("refresh_token")?;
     let grant = refresh::refresh(app, &token, &context.client(None))?;
     Ok(Response::json(200, &token_body(&grant)))
 }
@@ -278,4 +269,84 @@ pub fn token_body(grant: &Grant) -> Value {
         "session_id": grant.session_id,
         "user": grant.user.public(),
     })
+}
+
+/// `POST /api/v1/auth/email/verify-request`
+pub fn verify_request(context: &Context<'_>) -> Result<Response, Error> {
+    let who = context.authenticate()?;
+    account::request_verification(context.app, &who, &context.client(None))?;
+    Ok(Response::json(
+        202,
+        &json!({"status": "verification_mail_queued"}),
+    ))
+}
+
+/// `POST /api/v1/auth/email/verify`
+pub fn verify_email(context: &Context<'_>) -> Result<Response, Error> {
+    let app = context.app;
+    let token = json_object(context.request, app.settings.max_body_bytes)?.required("token")?;
+    let user = account::verify_email(app, &token, &context.client(None))?;
+    Ok(Response::json(200, &json!(user.public())))
+}
+
+/// `POST /api/v1/auth/password/forgot`
+pub fn forgot_password(context: &Context<'_>) -> Result<Response, Error> {
+    let app = context.app;
+    let mut body = json_object(context.request, app.settings.max_body_bytes)?;
+    let email = body.string("email").unwrap_or_default();
+    body.check_types()?;
+    account::forgot_password(app, &email, &context.client(None))?;
+    Ok(Response::json(
+        202,
+        &json!({"status": "if_the_address_is_registered_a_reset_mail_is_on_its_way"}),
+    ))
+}
+
+/// `POST /api/v1/auth/password/reset`
+pub fn reset_password(context: &Context<'_>) -> Result<Response, Error> {
+    let app = context.app;
+    let mut body = json_object(context.request, app.settings.max_body_bytes)?;
+    let token = body.string("token").unwrap_or_default();
+    let new_password = body.string("new_password").unwrap_or_default();
+    body.check_types()?;
+    account::reset_password(app, &token, &new_password, &context.client(None))?;
+    Ok(Response::empty(204))
+}
+
+/// `PATCH /api/v1/users/me`
+pub fn update_me(context: &Context<'_>) -> Result<Response, Error> {
+    let who = context.authenticate()?;
+    let app = context.app;
+    let mut body = json_object(context.request, app.settings.max_body_bytes)?;
+    let change = ProfileChange {
+        username: body.change("username"),
+        email: body.change("email"),
+        mobile_number: body.change("mobile_number"),
+    };
+    body.check_types()?;
+    let user = account::update_profile(app, &who, &change, &context.client(None))?;
+    Ok(Response::json(200, &json!(user.public())))
+}
+
+/// `DELETE /api/v1/users/me`
+pub fn delete_me(context: &Context<'_>) -> Result<Response, Error> {
+    let who = context.authenticate()?;
+    let app = context.app;
+    let mut body = json_object(context.request, app.settings.max_body_bytes)?;
+    let password = body.string("password").unwrap_or_default();
+    body.check_types()?;
+    account::delete_account(app, &who, &password, &context.client(None))?;
+    Ok(Response::empty(204))
+}
+
+/// `POST /api/v1/users/me/password`
+pub fn change_password(context: &Context<'_>) -> Result<Response, Error> {
+    let who = context.authenticate()?;
+    let app = context.app;
+    let mut body = json_object(context.request, app.settings.max_body_bytes)?;
+    let current = body.string("current_password").unwrap_or_default();
+    let new_password = body.string("new_password").unwrap_or_default();
+    body.check_types()?;
+    account::change_password(app, &who, &current, &new_password, &context.client(None))?;
+    Ok(Response::empty(204))
 }

@@ -5,6 +5,7 @@
 mod body;
 mod handlers;
 mod oauth;
+mod pages;
 mod problem;
 mod router;
 

@@ -3,6 +3,7 @@
 //! `method_not_allowed` with `Allow`. Every answer gets the common security headers.
 
 use super::handlers::{self, Context};
+use super::pages;
 use super::problem::problem;
 use super::{Request, Response};
 use crate::app::App;
@@ -71,9 +72,54 @@ const ROUTES: &[Route] = &[
         allow: "POST",
     },
     Route {
+        pattern: "/api/v1/auth/email/verify-request",
+        methods: &[("POST", handlers::verify_request)],
+        allow: "POST",
+    },
+    Route {
+        pattern: "/api/v1/auth/email/verify",
+        methods: &[("POST", handlers::verify_email)],
+        allow: "POST",
+    },
+    Route {
+        pattern: "/api/v1/auth/password/forgot",
+        methods: &[("POST", handlers::forgot_password)],
+        allow: "POST",
+    },
+    Route {
+        pattern: "/api/v1/auth/password/reset",
+        methods: &[("POST", handlers::reset_password)],
+        allow: "POST",
+    },
+    Route {
         pattern: "/api/v1/users/me",
-        methods: &[("GET", handlers::me)],
-        allow: "GET",
+        methods: &[
+            ("GET", handlers::me),
+            ("PATCH", handlers::update_me),
+            ("DELETE", handlers::delete_me),
+        ],
+        allow: "GET, PATCH, DELETE",
+    },
+    Route {
+        pattern: "/api/v1/users/me/password",
+        methods: &[("POST", handlers::change_password)],
+        allow: "POST",
+    },
+    Route {
+        pattern: "/verify-email",
+        methods: &[
+            ("GET", pages::verify_email_form),
+            ("POST", pages::verify_email),
+        ],
+        allow: "GET, POST",
+    },
+    Route {
+        pattern: "/reset-password",
+        methods: &[
+            ("GET", pages::reset_password_form),
+            ("POST", pages::reset_password),
+        ],
+        allow: "GET, POST",
     },
     Route {
         pattern: "/api/v1/sessions",
