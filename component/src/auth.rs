@@ -110,7 +110,13 @@ pub fn register(app: &App<'_>, input: &Registration, client: &Client) -> Result<
 pub fn registration_conflict(error: StoreError) -> Error {
     match error {
         StoreError::UniqueViolation(constraint) => {
-            let constraint = constraint.to_ascii_lowercase();
+            // MySQL's message quotes the duplicate value before the key's name:
+            // "Duplicate entry 'username@x.com' for key 'users_email_key'".
+            let constraint = constraint
+                .rsplit("for key ")
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             if constraint.contains("username") {
                 Error::UsernameTaken
             } else if constraint.contains("email") {
@@ -278,6 +284,24 @@ pub fn get_user(app: &App<'_>, user_id: &str) -> Result<User, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unique_violations_are_named_by_their_key_not_the_value() {
+        let mysql = "Duplicate entry 'username@x.com' for key 'users_email_key'";
+        assert_eq!(
+            registration_conflict(StoreError::UniqueViolation(mysql.into())),
+            Error::EmailTaken
+        );
+        let sqlite = "UNIQUE constraint failed: users.mobile_key";
+        assert_eq!(
+            registration_conflict(StoreError::UniqueViolation(sqlite.into())),
+            Error::MobileTaken
+        );
+        assert_eq!(
+            registration_conflict(StoreError::UniqueViolation("users_username_key_key".into())),
+            Error::UsernameTaken
+        );
+    }
     use crate::testing::Harness;
 
     fn registration(username: &str, email: &str) -> Registration {
