@@ -191,8 +191,10 @@ impl Reader<'_> {
         }
     }
 
+    /// `public_url`, by default `http://` and the address the host listens on.
     fn public_url(&mut self) -> String {
-        let value = self.text("public_url", "http://127.0.0.1:8080");
+        let listen = self.raw("listen").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let value = self.text("public_url", &format!("http://{listen}"));
         let scheme_ok = value.starts_with("http://") || value.starts_with("https://");
         if !scheme_ok || value.contains(char::is_whitespace) {
             self.complain(
@@ -308,6 +310,19 @@ mod tests {
                 .iter()
                 .any(|p| p.starts_with("PORTCULLIS_RATE_LIMIT:"))
         );
+    }
+
+    #[test]
+    fn the_public_url_defaults_to_the_listen_address() {
+        assert_eq!(
+            parse(&[("listen", "127.0.0.1:4321")]).unwrap().public_url,
+            "http://127.0.0.1:4321"
+        );
+        assert_eq!(
+            parse(&[("public_url", "https://auth.example.com/")]).unwrap().public_url,
+            "https://auth.example.com"
+        );
+        assert!(parse(&[("public_url", "ftp://x")]).is_err());
     }
 
     #[test]
