@@ -217,9 +217,7 @@ fn set_password(
     let hash = password::hash(new_password, &app.env.random_bytes(password::salt_len()))
         .map_err(Error::Internal)?;
     Ok(statement(
-        &format!(
-            "UPDATE users SET password_hash = ?, updated_at = ?, failed_logins = 0{extra} WHERE id = ?"
-        ),
+        &format!("UPDATE users SET password_hash = ?, updated_at = ?{extra} WHERE id = ?"),
         vec![text(hash), integer(app.now()), text(&user.id)],
     ))
 }

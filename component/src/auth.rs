@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use crate::abuse;
 use crate::app::App;
 use crate::audit;
 use crate::error::{Error, FieldError};
@@ -135,13 +136,16 @@ pub fn registration_conflict(error: StoreError) -> Error {
 /// known ones; the account's state is revealed only after a correct password.
 pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Result<Grant, Error> {
     check_login_input(login, password)?;
-    let Some(user) = users::find_by_login(app, login)? else {
+    let user = users::find_by_login(app, login)?;
+    let subject = abuse::login_subject(user.as_ref().map(|user| user.id.as_str()), login);
+    abuse::check_login_throttle(app, &subject)?;
+    let Some(user) = user else {
         password::verify_dummy(password);
-        record_failure(app, None, client)?;
+        record_failure(app, None, &subject, client)?;
         return Err(Error::InvalidCredentials);
     };
     if !password::verify(password, &user.password_hash) {
-        record_failure(app, Some(&user.id), client)?;
+        record_failure(app, Some(&user.id), &subject, client)?;
         return Err(Error::InvalidCredentials);
     }
     if !user.is_active {
@@ -152,6 +156,7 @@ pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Res
     }
     let opening = sessions::open(app, &user, client)?;
     let mut statements = opening.statements;
+    statements.push(abuse::clear_login_failures(&subject));
     statements.push(audit::record(
         app,
         audit::LOGIN,
@@ -198,7 +203,13 @@ fn check_login_input(login: &str, password: &str) -> Result<(), Error> {
     }
 }
 
-fn record_failure(app: &App<'_>, user_id: Option<&str>, client: &Client) -> Result<(), Error> {
+fn record_failure(
+    app: &App<'_>,
+    user_id: Option<&str>,
+    subject: &str,
+    client: &Client,
+) -> Result<(), Error> {
+    abuse::record_login_failure(app, subject)?;
     let event = audit::record(
         app,
         audit::LOGIN_FAILED,

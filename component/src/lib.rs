@@ -5,6 +5,7 @@
 //! `wasm32`) touches the generated WIT bindings: it adapts the imports to the ports and
 //! the domain to the exports (`wasi:http/incoming-handler`, `portcullis:auth/api`).
 
+pub mod abuse;
 pub mod account;
 pub mod app;
 pub mod audit;

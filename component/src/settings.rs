@@ -62,6 +62,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Base of the links in mails, without a trailing `/`.
     pub public_url: String,
+    /// Networks whose `X-Forwarded-For` is believed for the client IP.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Origins allowed to call the API from a browser (CORS); `*` allows any.
+    pub cors_origins: Vec<String>,
 }
 
 impl Settings {
@@ -91,6 +95,8 @@ impl Settings {
             max_body_bytes: reader.number("max_body_bytes", 10_240, 64, MAX_BODY_HARD_CAP as u32)
                 as usize,
             public_url: reader.public_url(),
+            trusted_proxies: reader.trusted_proxies(),
+            cors_origins: reader.list("cors_origins"),
         };
         if reader.problems.is_empty() {
             Ok(settings)
@@ -191,9 +197,42 @@ impl Reader<'_> {
         }
     }
 
+    /// A comma-separated list; empty when unset.
+    fn list(&mut self, key: &str) -> Vec<String> {
+        self.raw(key)
+            .map(|value| {
+                value
+                    .split(',')
+                    .map(|item| item.trim().trim_end_matches('/').to_string())
+                    .filter(|item| !item.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// CIDRs (or single addresses) of trusted proxies.
+    fn trusted_proxies(&mut self) -> Vec<ipnet::IpNet> {
+        let mut networks = Vec::new();
+        for item in self.list("trusted_proxies") {
+            let parsed = item
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(network) => networks.push(network),
+                Err(_) => self.complain(
+                    "trusted_proxies",
+                    format!("{item:?} is not a CIDR such as 10.0.0.0/8 or an IP address"),
+                ),
+            }
+        }
+        networks
+    }
+
     /// `public_url`, by default `http://` and the address the host listens on.
     fn public_url(&mut self) -> String {
-        let listen = self.raw("listen").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = self
+            .raw("listen")
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
         let value = self.text("public_url", &format!("http://{listen}"));
         let scheme_ok = value.starts_with("http://") || value.starts_with("https://");
         if !scheme_ok || value.contains(char::is_whitespace) {
@@ -319,7 +358,9 @@ mod tests {
             "http://127.0.0.1:4321"
         );
         assert_eq!(
-            parse(&[("public_url", "https://auth.example.com/")]).unwrap().public_url,
+            parse(&[("public_url", "https://auth.example.com/")])
+                .unwrap()
+                .public_url,
             "https://auth.example.com"
         );
         assert!(parse(&[("public_url", "ftp://x")]).is_err());

@@ -12,7 +12,10 @@ use crate::db::Db;
 use crate::ports::{Dialect, Env, Rows, Statement, Store, StoreError, Value};
 use crate::settings::Settings;
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+    include_str!("../../migrations/sqlite/0002_abuse_protection.sql"),
+];
 
 /// SQLite in memory, with the schema of `migrations/sqlite`.
 pub struct MemoryStore {

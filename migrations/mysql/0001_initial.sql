@@ -14,8 +14,6 @@ CREATE TABLE users (
     email_verified     BIGINT       NOT NULL DEFAULT 0,
     is_active          BIGINT       NOT NULL DEFAULT 1,
     is_admin           BIGINT       NOT NULL DEFAULT 0,
-    failed_logins      BIGINT       NOT NULL DEFAULT 0,
-    last_failed_at     BIGINT,
     session_version    BIGINT       NOT NULL DEFAULT 0,
     created_at         BIGINT       NOT NULL,
     updated_at         BIGINT       NOT NULL,

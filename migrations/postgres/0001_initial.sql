@@ -16,9 +16,6 @@ CREATE TABLE users (
     email_verified     BIGINT NOT NULL DEFAULT 0,
     is_active          BIGINT NOT NULL DEFAULT 1,
     is_admin           BIGINT NOT NULL DEFAULT 0,
-    -- consecutive failed logins, for the per-account login throttle
-    failed_logins      BIGINT NOT NULL DEFAULT 0,
-    last_failed_at     BIGINT,
     -- bumped by every change to the user's set of sessions; the first statement of such
     -- a change, so concurrent logins of one user take turns (row lock) on every database
     session_version    BIGINT NOT NULL DEFAULT 0,

@@ -16,9 +16,6 @@ CREATE TABLE users (
     email_verified     INTEGER NOT NULL DEFAULT 0,
     is_active          INTEGER NOT NULL DEFAULT 1,
     is_admin           INTEGER NOT NULL DEFAULT 0,
-    -- consecutive failed logins, for the per-account login throttle
-    failed_logins      INTEGER NOT NULL DEFAULT 0,
-    last_failed_at     INTEGER,
     -- bumped by every change to the user's set of sessions; the first statement of such
     -- a change, so concurrent logins of one user take turns (row lock) on every database
     session_version    INTEGER NOT NULL DEFAULT 0,

@@ -29,7 +29,10 @@ impl Context<'_> {
         let device_info = device_name
             .filter(|name| !name.trim().is_empty())
             .or_else(|| self.request.header(header::USER_AGENT).map(str::to_string));
-        Client::new(device_info, self.request.client_ip())
+        Client::new(
+            device_info,
+            self.request.client_ip(&self.app.settings.trusted_proxies),
+        )
     }
 
     /// The bearer token's user and session, checked live.

@@ -2,7 +2,10 @@
 //! turns `wasi:http` into a [`Request`] and a [`Response`] back, so everything here is
 //! tested natively.
 
+use std::net::{IpAddr, SocketAddr};
+
 mod body;
+mod cors;
 mod handlers;
 mod oauth;
 mod pages;
@@ -24,6 +27,9 @@ pub mod header {
     /// The client's address, set by the host (the native host and Spin overwrite any
     /// value a client sends).
     pub const CLIENT_ADDR: &str = "spin-client-addr";
+    pub const FORWARDED_FOR: &str = "x-forwarded-for";
+    pub const ORIGIN: &str = "origin";
+    pub const PREFLIGHT_METHOD: &str = "access-control-request-method";
 }
 
 /// A request, with its body already read (at most `max_body_bytes`).
@@ -61,16 +67,38 @@ impl Request {
             .map(|(_, value)| value.as_str())
     }
 
-    /// The client's IP address, as the host reported it (`ip:port` or `ip`).
-    pub fn client_ip(&self) -> Option<String> {
-        let addr = self.header(header::CLIENT_ADDR)?.trim();
-        let ip = addr
-            .parse::<std::net::SocketAddr>()
-            .map(|socket| socket.ip())
-            .or_else(|_| addr.parse::<std::net::IpAddr>())
-            .ok()?;
-        Some(ip.to_string())
+    /// The client's IP address: the peer the host reported (`ip:port` or `ip`), or, when
+    /// that peer is a trusted proxy, the right-most address of `X-Forwarded-For` that is
+    /// not itself a trusted proxy.
+    pub fn client_ip(&self, trusted_proxies: &[ipnet::IpNet]) -> Option<String> {
+        let peer = parse_ip(self.header(header::CLIENT_ADDR)?)?;
+        let is_trusted = |ip: &IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
+        if !is_trusted(&peer) {
+            return Some(peer.to_string());
+        }
+        let forwarded: Vec<IpAddr> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| name == header::FORWARDED_FOR)
+            .flat_map(|(_, value)| value.split(','))
+            .filter_map(parse_ip)
+            .collect();
+        let client = forwarded
+            .iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .or(forwarded.first())
+            .unwrap_or(&peer);
+        Some(client.to_string())
     }
+}
+
+fn parse_ip(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    text.parse::<SocketAddr>()
+        .map(|socket| socket.ip())
+        .or_else(|_| text.parse::<IpAddr>())
+        .ok()
 }
 
 /// A response ready to send.

@@ -3,9 +3,10 @@
 //! `method_not_allowed` with `Allow`. Every answer gets the common security headers.
 
 use super::handlers::{self, Context};
-use super::pages;
 use super::problem::problem;
 use super::{Request, Response};
+use super::{cors, pages};
+use crate::abuse;
 use crate::app::App;
 use crate::error::Error;
 
@@ -136,14 +137,25 @@ const ROUTES: &[Route] = &[
 /// Answers one request.
 pub fn handle(app: &App<'_>, request: &Request) -> Response {
     let answer = route(app, request).unwrap_or_else(|error| problem(&error));
-    with_common_headers(answer)
+    let answer = cors::allow(app.settings, request, answer);
+    with_common_headers(app, answer)
 }
+
+/// The POST endpoints under this prefix count against the per-IP rate limit.
+const RATE_LIMITED_PREFIX: &str = "/api/v1/auth/";
 
 fn route(app: &App<'_>, request: &Request) -> Result<Response, Error> {
     let (route, params) = ROUTES
         .iter()
         .find_map(|route| matches(route.pattern, &request.path).map(|params| (route, params)))
         .ok_or(Error::NotFound)?;
+    if request.method == "OPTIONS" {
+        return Ok(cors::preflight(app.settings, request, route.allow));
+    }
+    if request.method == "POST" && request.path.starts_with(RATE_LIMITED_PREFIX) {
+        let ip = request.client_ip(&app.settings.trusted_proxies);
+        abuse::check_rate_limit(app, ip.as_deref().unwrap_or("unknown"))?;
+    }
     let handler = route
         .methods
         .iter()
@@ -177,7 +189,13 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
     }
 }
 
-fn with_common_headers(mut response: Response) -> Response {
+fn with_common_headers(app: &App<'_>, mut response: Response) -> Response {
+    if app.settings.public_url.starts_with("https://") {
+        response.headers.push((
+            "strict-transport-security".into(),
+            "max-age=31536000; includeSubDomains".into(),
+        ));
+    }
     response.headers.extend(
         [
             ("x-content-type-options", "nosniff"),

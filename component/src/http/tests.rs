@@ -451,3 +451,142 @@ fn jwks_is_empty_under_hs256_and_lists_ed25519_keys_under_eddsa() {
     let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
     assert_eq!(key["kid"], kid);
 }
+
+fn login_attempt(app: &crate::app::App<'_>, login: &str, password: &str) -> Response {
+    handle(
+        app,
+        &request(
+            "POST",
+            "/api/v1/auth/login",
+            Some(json!({"login": login, "password": password})),
+        ),
+    )
+}
+
+#[test]
+fn the_rate_limit_counts_auth_posts_per_ip_and_says_when_to_retry() {
+    let harness = Harness::new(&[("rate_limit", "3/60")]);
+    let app = harness.app();
+    for _ in 0..3 {
+        assert_eq!(login_attempt(&app, "nobody", "x").status, 401);
+    }
+    let limited = login_attempt(&app, "nobody", "x");
+    assert_problem(&limited, 429, "rate_limited");
+    let retry_after: i64 = header(&limited, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // GETs are not limited; another window starts fresh.
+    assert_eq!(handle(&app, &request("GET", "/health", None)).status, 200);
+    harness.env.advance(retry_after);
+    assert_eq!(login_attempt(&app, "nobody", "x").status, 401);
+}
+
+#[test]
+fn the_login_throttle_treats_known_and_unknown_accounts_alike() {
+    let harness = Harness::new(&[("rate_limit", "off"), ("login_throttle", "3")]);
+    let app = harness.app();
+    handle(
+        &app,
+        &request("POST", "/api/v1/auth/register", Some(register_body())),
+    );
+    for login in ["john_doe", "ghost_user"] {
+        for _ in 0..3 {
+            assert_problem(
+                &login_attempt(&app, login, "Wrong!Horse#42"),
+                401,
+                "invalid_credentials",
+            );
+        }
+        let throttled = login_attempt(&app, login, "Tr1cky!Horse#42");
+        assert_problem(&throttled, 429, "rate_limited");
+        assert_eq!(header(&throttled, "retry-after"), Some("1"));
+    }
+    // Any spelling of the account shares its count.
+    assert_problem(
+        &login_attempt(&app, "JOHN@example.com", "Tr1cky!Horse#42"),
+        429,
+        "rate_limited",
+    );
+    harness.env.advance(1);
+    assert_eq!(
+        login_attempt(&app, "john_doe", "Tr1cky!Horse#42").status,
+        200
+    );
+    // A success resets the count.
+    assert_problem(
+        &login_attempt(&app, "john_doe", "Wrong!Horse#42"),
+        401,
+        "invalid_credentials",
+    );
+    assert_eq!(
+        login_attempt(&app, "john_doe", "Tr1cky!Horse#42").status,
+        200
+    );
+}
+
+#[test]
+fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let mut direct = request("GET", "/health", None);
+    direct
+        .headers
+        .push(("x-forwarded-for".into(), "198.51.100.1".into()));
+    assert_eq!(direct.client_ip(&[]).as_deref(), Some("203.0.113.7"));
+    let trusted: Vec<ipnet::IpNet> = vec![
+        "203.0.113.0/24".parse().unwrap(),
+        "10.0.0.0/8".parse().unwrap(),
+    ];
+    direct
+        .headers
+        .push(("x-forwarded-for".into(), "198.51.100.9, 10.1.2.3".into()));
+    assert_eq!(direct.client_ip(&trusted).as_deref(), Some("198.51.100.9"));
+}
+
+#[test]
+fn cors_allows_listed_origins_only() {
+    let harness = Harness::new(&[("cors_origins", "https://app.example.com")]);
+    let app = harness.app();
+    let mut preflight = request("OPTIONS", "/api/v1/auth/login", None);
+    preflight
+        .headers
+        .push(("origin".into(), "https://app.example.com".into()));
+    preflight
+        .headers
+        .push(("access-control-request-method".into(), "POST".into()));
+    let answer = handle(&app, &preflight);
+    assert_eq!(answer.status, 204);
+    assert_eq!(
+        header(&answer, "access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        header(&answer, "access-control-allow-methods"),
+        Some("POST")
+    );
+
+    let mut foreign = request("GET", "/health", None);
+    foreign
+        .headers
+        .push(("origin".into(), "https://evil.example.net".into()));
+    assert_eq!(
+        header(&handle(&app, &foreign), "access-control-allow-origin"),
+        None
+    );
+}
+
+#[test]
+fn https_public_urls_turn_on_hsts() {
+    let harness = Harness::new(&[("public_url", "https://auth.example.com")]);
+    let answer = handle(&harness.app(), &request("GET", "/health", None));
+    assert!(
+        header(&answer, "strict-transport-security")
+            .unwrap()
+            .contains("max-age=")
+    );
+    let harness = Harness::new(&[]);
+    assert_eq!(
+        header(
+            &handle(&harness.app(), &request("GET", "/health", None)),
+            "strict-transport-security"
+        ),
+        None
+    );
+}
