@@ -406,24 +406,15 @@ pub fn delete_account(
     {
         return Err(Error::InvalidCredentials);
     }
-    let id = || vec![text(&user.id)];
-    app.db.batch(vec![
-        audit::record(
-            app,
-            audit::ACCOUNT_DELETED,
-            Some(&user.id),
-            client.ip_address.as_deref(),
-            json!({ "username": user.username }),
-        ),
-        statement(
-            "DELETE FROM refresh_tokens WHERE session_id IN \
-             (SELECT id FROM sessions WHERE user_id = ?)",
-            id(),
-        ),
-        statement("DELETE FROM sessions WHERE user_id = ?", id()),
-        statement("DELETE FROM email_tokens WHERE user_id = ?", id()),
-        statement("DELETE FROM users WHERE id = ?", id()),
-    ])?;
+    let mut statements = vec![audit::record(
+        app,
+        audit::ACCOUNT_DELETED,
+        Some(&user.id),
+        client.ip_address.as_deref(),
+        json!({ "username": user.username }),
+    )];
+    statements.extend(users::delete_statements(&user.id));
+    app.db.batch(statements)?;
     Ok(())
 }
 

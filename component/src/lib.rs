@@ -7,6 +7,7 @@
 
 pub mod abuse;
 pub mod account;
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;

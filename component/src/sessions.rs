@@ -292,6 +292,7 @@ pub enum Revocation {
     RefreshTokenReused,
     PasswordChanged,
     PasswordReset,
+    Deactivated,
 }
 
 impl Revocation {
@@ -303,6 +304,7 @@ impl Revocation {
             Revocation::RefreshTokenReused => "refresh_token_reused",
             Revocation::PasswordChanged => "password_changed",
             Revocation::PasswordReset => "password_reset",
+            Revocation::Deactivated => "deactivated",
         }
     }
 }

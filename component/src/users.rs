@@ -53,7 +53,7 @@ impl User {
         }
     }
 
-    fn from_row(row: &Row) -> Result<User, Error> {
+    pub fn from_row(row: &Row) -> Result<User, Error> {
         Ok(User {
             id: row.text(0)?,
             username: row.text(1)?,
@@ -97,7 +97,7 @@ impl User {
     }
 }
 
-const USER_COLUMNS: &str = "id, username, email, mobile_number, password_hash, email_verified, \
+pub const USER_COLUMNS: &str = "id, username, email, mobile_number, password_hash, email_verified, \
                             is_active, is_admin, created_at, updated_at";
 
 /// Reads an account by id.
@@ -130,4 +130,21 @@ pub fn find_by_login(app: &App<'_>, login: &str) -> Result<Option<User>, Error> 
         .query_one(&sql, &[text(&key), optional_text(mobile_key), text(&key)])?
         .map(|row| User::from_row(&row))
         .transpose()
+}
+
+/// The statements that delete an account and everything that hangs off it (sessions,
+/// refresh tokens, email tokens), explicitly rather than by cascade, alike on every
+/// database.
+pub fn delete_statements(user_id: &str) -> Vec<Statement> {
+    let id = || vec![text(user_id)];
+    vec![
+        statement(
+            "DELETE FROM refresh_tokens WHERE session_id IN \
+             (SELECT id FROM sessions WHERE user_id = ?)",
+            id(),
+        ),
+        statement("DELETE FROM sessions WHERE user_id = ?", id()),
+        statement("DELETE FROM email_tokens WHERE user_id = ?", id()),
+        statement("DELETE FROM users WHERE id = ?", id()),
+    ]
 }

@@ -305,6 +305,21 @@ impl wit_api::Guest for Component {
             .map_err(to_wit_error)
     }
 
+    fn create_admin(
+        registration: wit_api::Registration,
+        only_if_absent: bool,
+    ) -> Result<Option<wit_api::User>, wit_api::Error> {
+        let input = Registration {
+            username: registration.username,
+            email: registration.email,
+            password: registration.password,
+            mobile_number: registration.mobile_number,
+        };
+        with_app(|app| crate::admin::create_admin(app, &input, only_if_absent))
+            .map(|created| created.as_ref().map(to_wit_user))
+            .map_err(to_wit_error)
+    }
+
     fn claim_mail(max: u32, lease_seconds: u32) -> Result<Vec<wit_api::Mail>, wit_api::Error> {
         with_app(|app| crate::mail::claim(app, max, lease_seconds))
             .map(|mails| {
@@ -396,6 +411,7 @@ fn to_wit_error(error: Error) -> wit_api::Error {
         Error::RateLimited { retry_after } => wit_api::Error::RateLimited(retry_after),
         Error::Unauthorized | Error::InvalidToken => wit_api::Error::InvalidToken,
         Error::NotFound => wit_api::Error::NotFound,
+        Error::Forbidden => wit_api::Error::Forbidden,
         Error::Unavailable(reason) => wit_api::Error::Unavailable(reason),
         other => wit_api::Error::Internal(format!("{}: {}", other.code(), other.detail())),
     }

@@ -72,6 +72,23 @@ impl JsonObject {
         }
     }
 
+    /// A boolean field; absent or `null` gives `None`. Another type records an
+    /// `invalid_format` error for the field.
+    pub fn boolean(&mut self, field: &'static str) -> Option<bool> {
+        match self.map.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(flag)) => Some(*flag),
+            Some(_) => {
+                self.type_errors.push(FieldError::new(
+                    field,
+                    "invalid_format",
+                    "Must be true or false.",
+                ));
+                None
+            }
+        }
+    }
+
     /// A field of a PATCH: absent keeps, `null` clears, a string sets. Another type
     /// records an `invalid_format` error and keeps.
     pub fn change(&mut self, field: &'static str) -> Change {

@@ -7,6 +7,7 @@ use super::oauth;
 use super::problem::problem;
 use super::{Request, Response, header};
 use crate::account::{self, ProfileChange};
+use crate::admin;
 use crate::app::{App, rfc3339};
 use crate::auth::{self, Registered, Registration};
 use crate::error::Error;
@@ -352,4 +353,100 @@ pub fn change_password(context: &Context<'_>) -> Result<Response, Error> {
     body.check_types()?;
     account::change_password(app, &who, &current, &new_password, &context.client(None))?;
     Ok(Response::empty(204))
+}
+
+/// The acting admin of an admin request.
+fn admin(context: &Context<'_>) -> Result<crate::users::User, Error> {
+    let who = context.authenticate()?;
+    admin::require_admin(context.app, &who)
+}
+
+/// The `{id}` of the route.
+fn path_id<'c>(context: &'c Context<'_>) -> Result<&'c str, Error> {
+    context
+        .params
+        .first()
+        .map(String::as_str)
+        .ok_or(Error::NotFound)
+}
+
+/// `GET /api/v1/admin/users?q=&limit=&cursor=`
+pub fn admin_list_users(context: &Context<'_>) -> Result<Response, Error> {
+    admin(context)?;
+    let request = context.request;
+    let limit = admin::page_size(request.query_param("limit").as_deref())?;
+    let page = admin::list_users(
+        context.app,
+        request.query_param("q").as_deref(),
+        limit,
+        request.query_param("cursor").as_deref(),
+    )?;
+    Ok(Response::json(
+        200,
+        &json!({"users": page.items, "next_cursor": page.next_cursor}),
+    ))
+}
+
+/// `GET /api/v1/admin/users/{id}`
+pub fn admin_get_user(context: &Context<'_>) -> Result<Response, Error> {
+    admin(context)?;
+    let user = admin::get_user(context.app, path_id(context)?)?;
+    Ok(Response::json(200, &json!(user.public())))
+}
+
+/// `PATCH /api/v1/admin/users/{id}`
+pub fn admin_update_user(context: &Context<'_>) -> Result<Response, Error> {
+    let actor = admin(context)?;
+    let mut body = json_object(context.request, context.app.settings.max_body_bytes)?;
+    let change = admin::UserChange {
+        is_active: body.boolean("is_active"),
+        is_admin: body.boolean("is_admin"),
+        email_verified: body.boolean("email_verified"),
+    };
+    body.check_types()?;
+    let id = path_id(context)?;
+    let user = admin::update_user(context.app, &actor, id, &change, &context.client(None))?;
+    Ok(Response::json(200, &json!(user.public())))
+}
+
+/// `DELETE /api/v1/admin/users/{id}`
+pub fn admin_delete_user(context: &Context<'_>) -> Result<Response, Error> {
+    let actor = admin(context)?;
+    admin::delete_user(
+        context.app,
+        &actor,
+        path_id(context)?,
+        &context.client(None),
+    )?;
+    Ok(Response::empty(204))
+}
+
+/// `DELETE /api/v1/admin/users/{id}/sessions`
+pub fn admin_revoke_sessions(context: &Context<'_>) -> Result<Response, Error> {
+    let actor = admin(context)?;
+    admin::revoke_sessions(
+        context.app,
+        &actor,
+        path_id(context)?,
+        &context.client(None),
+    )?;
+    Ok(Response::empty(204))
+}
+
+/// `GET /api/v1/admin/audit?user_id=&event=&limit=&cursor=`
+pub fn admin_audit(context: &Context<'_>) -> Result<Response, Error> {
+    admin(context)?;
+    let request = context.request;
+    let limit = admin::page_size(request.query_param("limit").as_deref())?;
+    let page = admin::list_audit(
+        context.app,
+        request.query_param("user_id").as_deref(),
+        request.query_param("event").as_deref(),
+        limit,
+        request.query_param("cursor").as_deref(),
+    )?;
+    Ok(Response::json(
+        200,
+        &json!({"events": page.items, "next_cursor": page.next_cursor}),
+    ))
 }

@@ -67,6 +67,13 @@ impl Request {
             .map(|(_, value)| value.as_str())
     }
 
+    /// A query-string parameter, decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+
     /// The client's IP address: the peer the host reported (`ip:port` or `ip`), or, when
     /// that peer is a trusted proxy, the right-most address of `X-Forwarded-For` that is
     /// not itself a trusted proxy.

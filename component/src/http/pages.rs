@@ -49,10 +49,7 @@ fn message(status: u16, title: &str, text: &str) -> Response {
 
 /// The `token` of the query string.
 fn query_token(request: &Request) -> String {
-    form_urlencoded::parse(request.query.as_bytes())
-        .find(|(key, _)| key == "token")
-        .map(|(_, value)| value.into_owned())
-        .unwrap_or_default()
+    request.query_param("token").unwrap_or_default()
 }
 
 /// The fields of a posted form.

@@ -107,6 +107,30 @@ const ROUTES: &[Route] = &[
         allow: "POST",
     },
     Route {
+        pattern: "/api/v1/admin/users",
+        methods: &[("GET", handlers::admin_list_users)],
+        allow: "GET",
+    },
+    Route {
+        pattern: "/api/v1/admin/users/{id}",
+        methods: &[
+            ("GET", handlers::admin_get_user),
+            ("PATCH", handlers::admin_update_user),
+            ("DELETE", handlers::admin_delete_user),
+        ],
+        allow: "GET, PATCH, DELETE",
+    },
+    Route {
+        pattern: "/api/v1/admin/users/{id}/sessions",
+        methods: &[("DELETE", handlers::admin_revoke_sessions)],
+        allow: "DELETE",
+    },
+    Route {
+        pattern: "/api/v1/admin/audit",
+        methods: &[("GET", handlers::admin_audit)],
+        allow: "GET",
+    },
+    Route {
         pattern: "/verify-email",
         methods: &[
             ("GET", pages::verify_email_form),

@@ -590,3 +590,177 @@ fn https_public_urls_turn_on_hsts() {
         None
     );
 }
+
+/// Registers `name` through the API and returns its access token.
+fn signed_up(app: &crate::app::App<'_>, name: &str) -> String {
+    let answer = handle(
+        app,
+        &request(
+            "POST",
+            "/api/v1/auth/register",
+            Some(
+                json!({"username": name, "email": format!("{name}@example.com"), "password": "Tr1cky!Horse#42"}),
+            ),
+        ),
+    );
+    assert_eq!(
+        answer.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    body(&answer)["access_token"].as_str().unwrap().to_string()
+}
+
+fn admin_token(harness: &Harness) -> String {
+    let app = harness.app();
+    let input = crate::auth::Registration {
+        username: "the_admin".into(),
+        email: "admin@example.com".into(),
+        password: "Adm1n!Gate#Keeper".into(),
+        mobile_number: None,
+    };
+    crate::admin::create_admin(&app, &input, false).unwrap();
+    assert!(
+        crate::admin::create_admin(&app, &input, true)
+            .unwrap()
+            .is_none()
+    );
+    let answer = login_attempt(&app, "the_admin", "Adm1n!Gate#Keeper");
+    body(&answer)["access_token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn admin_endpoints_are_for_admins_only() {
+    let harness = Harness::new(&[("rate_limit", "off")]);
+    let app = harness.app();
+    let user = signed_up(&app, "plain_user");
+    for (method, path) in [
+        ("GET", "/api/v1/admin/users"),
+        ("GET", "/api/v1/admin/audit"),
+        ("DELETE", "/api/v1/admin/users/x/sessions"),
+    ] {
+        assert_problem(
+            &handle(&app, &authorized(method, path, &user)),
+            403,
+            "forbidden",
+        );
+    }
+    assert_problem(
+        &handle(&app, &request("GET", "/api/v1/admin/users", None)),
+        401,
+        "unauthorized",
+    );
+}
+
+#[test]
+fn admins_search_and_page_through_users() {
+    let harness = Harness::new(&[("rate_limit", "off"), ("max_sessions", "0")]);
+    let app = harness.app();
+    let admin = admin_token(&harness);
+    for name in ["alice_1", "alice_2", "alice_3", "bob_100"] {
+        signed_up(&app, name);
+    }
+    let request_page = |query: &str| {
+        body(&handle(&app, &{
+            let mut r = authorized("GET", "/api/v1/admin/users", &admin);
+            r.query = query.into();
+            r
+        }))
+    };
+    let first = request_page("q=ALICE&limit=2");
+    assert_eq!(first["users"].as_array().unwrap().len(), 2);
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    let second = request_page(&format!("q=alice&limit=2&cursor={cursor}"));
+    assert_eq!(second["users"].as_array().unwrap().len(), 1);
+    assert_eq!(second["next_cursor"], Value::Null);
+    let mut seen: Vec<&str> = [&first, &second]
+        .iter()
+        .flat_map(|page| page["users"].as_array().unwrap())
+        .map(|user| user["username"].as_str().unwrap())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, ["alice_1", "alice_2", "alice_3"], "every match once");
+    assert_eq!(
+        request_page("q=%25")["users"].as_array().unwrap().len(),
+        0,
+        "wildcards are literal"
+    );
+    assert_eq!(request_page("limit=0")["code"], "validation_failed");
+    assert_eq!(request_page("cursor=garbage!")["code"], "validation_failed");
+}
+
+#[test]
+fn deactivation_revokes_every_session_and_blocks_login() {
+    let harness = Harness::new(&[("rate_limit", "off")]);
+    let app = harness.app();
+    let admin = admin_token(&harness);
+    let user_token = signed_up(&app, "doomed_user");
+    let user_id = body(&handle(
+        &app,
+        &authorized("GET", "/api/v1/users/me", &user_token),
+    ))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut patch = authorized("PATCH", &format!("/api/v1/admin/users/{user_id}"), &admin);
+    patch
+        .headers
+        .push(("content-type".into(), "application/json".into()));
+    patch.body = Body::Complete(br#"{"is_active": false}"#.to_vec());
+    let answer = handle(&app, &patch);
+    assert_eq!(answer.status, 200);
+    assert_eq!(body(&answer)["is_active"], false);
+    assert_problem(
+        &handle(&app, &authorized("GET", "/api/v1/users/me", &user_token)),
+        401,
+        "invalid_token",
+    );
+    assert_problem(
+        &login_attempt(&app, "doomed_user", "Tr1cky!Horse#42"),
+        403,
+        "account_disabled",
+    );
+
+    let audit = body(&handle(&app, &{
+        let mut r = authorized("GET", "/api/v1/admin/audit", &admin);
+        r.query = format!("user_id={user_id}&event=admin_user_updated");
+        r
+    }));
+    assert_eq!(audit["events"].as_array().unwrap().len(), 1);
+    assert!(audit["events"][0]["detail"]["actor_id"].is_string());
+
+    let missing = authorized("GET", "/api/v1/admin/users/no-such-id", &admin);
+    assert_problem(&handle(&app, &missing), 404, "not_found");
+}
+
+#[test]
+fn the_audit_log_pages_newest_first() {
+    let harness = Harness::new(&[("rate_limit", "off")]);
+    let app = harness.app();
+    let admin = admin_token(&harness);
+    for n in 0..3 {
+        harness.env.advance(1);
+        signed_up(&app, &format!("user_{n}"));
+    }
+    let page = |query: String| {
+        body(&handle(&app, &{
+            let mut r = authorized("GET", "/api/v1/admin/audit", &admin);
+            r.query = query;
+            r
+        }))
+    };
+    let first = page("event=register&limit=2".into());
+    let events = first["events"].as_array().unwrap();
+    assert_eq!(events[0]["detail"]["username"], "user_2");
+    assert_eq!(events[1]["detail"]["username"], "user_1");
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = page(format!("event=register&limit=2&cursor={cursor}"));
+    let rest: Vec<&str> = second["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"]["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(rest, ["user_0", "the_admin"]);
+}
