@@ -78,11 +78,18 @@ fn verifying_keys(app: &App<'_>) -> Result<Vec<(String, String)>, Error> {
 }
 
 /// The JWK set of `/.well-known/jwks.json` (RFC 7517, RFC 8037); empty under HS256.
+/// Under EdDSA the first signing key is created here if none exists yet, so resource
+/// servers that read the set before any login find the key.
 pub fn jwks(app: &App<'_>) -> Result<Value, Error> {
     if app.settings.jwt_algorithm == JwtAlgorithm::Hs256 {
         return Ok(json!({ "keys": [] }));
     }
-    let keys: Vec<Value> = verifying_keys(app)?
+    let mut published = verifying_keys(app)?;
+    if published.is_empty() {
+        signer(app)?;
+        published = verifying_keys(app)?;
+    }
+    let keys: Vec<Value> = published
         .into_iter()
         .map(|(kid, public)| {
             json!({"kty": "OKP", "crv": "Ed25519", "alg": ALGORITHM, "use": "sig", "kid": kid, "x": public})
@@ -195,6 +202,8 @@ mod tests {
         let harness = Harness::new(&[("jwt_algorithm", "EdDSA")]);
         let app = harness.app();
         let now = app.now();
+        let first_published = jwks(&app).unwrap()["keys"][0]["kid"].clone();
+        assert!(first_published.is_string(), "published before any token");
         let old_token = sign(&claims(now), &signer(&app).unwrap()).unwrap();
         assert_eq!(
             jsonwebtoken::decode_header(&old_token).unwrap().alg,
