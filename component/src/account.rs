@@ -485,6 +485,23 @@ mod tests {
     }
 
     #[test]
+    fn required_verification_mails_the_link_at_registration() {
+        let harness = Harness::new(&[("require_email_verification", "true")]);
+        let app = harness.app();
+        let input = Registration {
+            username: "john_doe".into(),
+            email: "john@example.com".into(),
+            password: PASSWORD.into(),
+            mobile_number: None,
+        };
+        let registered = register(&app, &input, &Client::default()).unwrap();
+        assert!(matches!(registered, Registered::VerificationRequired(_)));
+        let token = mailed_token(&harness, "/verify-email");
+        verify_email(&app, &token, &Client::default()).unwrap();
+        assert!(login(&app, "john_doe", PASSWORD, &Client::default()).is_ok());
+    }
+
+    #[test]
     fn verification_tokens_expire_after_a_day() {
         let harness = Harness::new(&[]);
         let grant = signed_up(&harness);

@@ -17,7 +17,7 @@ use crate::ports::{Statement, Value as SqlValue};
 use crate::sessions::{self, Authenticated, Client, Revocation};
 use crate::tokens;
 use crate::users::{self, PublicUser, User};
-use crate::validation::normalise_mobile;
+use crate::validation::{has_control, normalise_mobile};
 
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 100;
@@ -53,6 +53,14 @@ fn invalid(field: &'static str, message: String) -> Error {
     Error::Validation(vec![FieldError::new(field, "invalid_format", message)])
 }
 
+/// A free-text query parameter: control characters never reach SQL.
+fn check_text(field: &'static str, value: &str) -> Result<(), Error> {
+    if has_control(value) {
+        return Err(invalid(field, "No control characters.".into()));
+    }
+    Ok(())
+}
+
 fn encode_cursor(parts: &[&str]) -> String {
     tokens::encode_opaque(parts.join("\n").as_bytes())
 }
@@ -60,7 +68,10 @@ fn encode_cursor(parts: &[&str]) -> String {
 fn decode_cursor(cursor: &str, parts: usize) -> Result<Vec<String>, Error> {
     let bad = || invalid("cursor", "Not a cursor this service gave out.".into());
     let bytes = tokens::decode_opaque(cursor).ok_or_else(bad)?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes)
+        .ok()
+        .filter(|text| !has_control(&text.replace('\n', "")))
+        .ok_or_else(bad)?;
     let fields: Vec<String> = text.split('\n').map(str::to_string).collect();
     if fields.len() == parts {
         Ok(fields)
@@ -98,6 +109,7 @@ pub fn list_users(
                 format!("At most {MAX_QUERY_CHARS} characters."),
             ));
         }
+        check_text("q", query)?;
         let lowered = contains_pattern(&query.to_lowercase());
         let digits = normalise_mobile(query).map(|mobile| contains_pattern(&mobile.key));
         conditions.push(
@@ -271,6 +283,7 @@ pub fn list_audit(
     let mut params: Vec<SqlValue> = Vec::new();
     for (column, value) in [("user_id", user_id), ("event", event)] {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
+            check_text(column, value)?;
             conditions.push(format!("{column} = ?"));
             params.push(text(value));
         }

@@ -98,6 +98,8 @@ pub fn register(app: &App<'_>, input: &Registration, client: &Client) -> Result<
         ),
     ];
     if app.settings.require_email_verification {
+        // The account cannot log in yet, so its first verification mail goes out now.
+        statements.extend(crate::account::verification_mail(app, &user, client)?);
         app.db.batch(statements).map_err(registration_conflict)?;
         return Ok(Registered::VerificationRequired(user));
     }
@@ -193,6 +195,12 @@ fn check_login_input(login: &str, password: &str) -> Result<(), Error> {
                 field,
                 "too_long",
                 format!("At most {max} characters."),
+            ));
+        } else if field == "login" && validation::has_control(value) {
+            errors.push(FieldError::new(
+                field,
+                "invalid_format",
+                "No control characters.",
             ));
         }
     }

@@ -26,6 +26,12 @@ pub struct Mobile {
     pub key: String,
 }
 
+/// True when `text` holds a control character (NUL included). No identifier can, and
+/// some databases refuse NUL in text parameters, so such input never reaches SQL.
+pub fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
 /// The lookup key of a username: uniqueness is case-insensitive.
 pub fn username_key(username: &str) -> String {
     username.to_ascii_lowercase()

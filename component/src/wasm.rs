@@ -413,6 +413,8 @@ fn to_wit_error(error: Error) -> wit_api::Error {
         Error::NotFound => wit_api::Error::NotFound,
         Error::Forbidden => wit_api::Error::Forbidden,
         Error::Unavailable(reason) => wit_api::Error::Unavailable(reason),
+        // The text is for the embedder's logs (WIT: never shown to end users).
+        Error::Internal(reason) => wit_api::Error::Internal(reason),
         other => wit_api::Error::Internal(format!("{}: {}", other.code(), other.detail())),
     }
 }

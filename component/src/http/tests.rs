@@ -764,3 +764,23 @@ fn the_audit_log_pages_newest_first() {
         .collect();
     assert_eq!(rest, ["user_0", "the_admin"]);
 }
+
+#[test]
+fn control_characters_never_reach_sql() {
+    let harness = Harness::new(&[("rate_limit", "off")]);
+    let app = harness.app();
+    assert_problem(
+        &login_attempt(&app, "john\u{0}doe", "Tr1cky!Horse#42"),
+        422,
+        "validation_failed",
+    );
+    let admin = admin_token(&harness);
+    for query in ["q=a%00b", "cursor=YQBi"] {
+        let mut list = authorized("GET", "/api/v1/admin/users", &admin);
+        list.query = query.into();
+        assert_problem(&handle(&app, &list), 422, "validation_failed");
+    }
+    let mut audit = authorized("GET", "/api/v1/admin/audit", &admin);
+    audit.query = "event=a%00".into();
+    assert_problem(&handle(&app, &audit), 422, "validation_failed");
+}

@@ -1,0 +1,160 @@
+//! The commands: `serve` (migrate, check the settings with the component, deliver mail
+//! and serve until SIGINT/SIGTERM), `migrate` and `keys rotate`.
+
+use std::fs;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::api;
+use crate::db::Database;
+use crate::engine;
+use crate::instances::Instances;
+use crate::mail::{Delivery, MailSettings, Mailer};
+use crate::server;
+use crate::settings::{self, HostSettings, Rejected, Settings};
+use crate::state::SharedImports;
+
+/// The setting that carries the address actually bound (the component derives the
+/// default public URL from it).
+const LISTEN: &str = "listen";
+
+/// Applies pending migrations, then delivers mail and serves HTTP until SIGINT or
+/// SIGTERM. At shutdown mail delivery stops first, then the requests in flight finish.
+pub async fn serve(
+    mut settings: Settings,
+    host: HostSettings,
+    component_wasm: &[u8],
+) -> anyhow::Result<()> {
+    let mailer = Mailer::new(MailSettings::parse(&settings)?)?;
+    prepare_data_dir(&mut settings, &host)?;
+    let database = open_migrated(&host).await?;
+
+    let listener = TcpListener::bind(host.listen)
+        .await
+        .with_context(|| format!("PORTCULLIS_LISTEN: cannot listen on {}", host.listen))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    settings.set(LISTEN, address.to_string());
+
+    let imports = SharedImports::new(database.clone(), settings.into_map());
+    let instances = start_component(component_wasm, &host, imports).await?;
+    let shutdown = shutdown_signal()?;
+    mailer.announce();
+    let delivery = Delivery::start(Arc::clone(&instances), mailer);
+    announce(address)?;
+    let shutdown = async move {
+        shutdown.await;
+        delivery.stop().await;
+    };
+    server::serve(listener, instances, shutdown).await;
+    database.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Loads the component (compiled, or from the cache), links it against `imports`,
+/// checks the types of the API functions the host calls, and lets it check the settings.
+async fn start_component(
+    component_wasm: &[u8],
+    host: &HostSettings,
+    imports: SharedImports,
+) -> anyhow::Result<Arc<Instances>> {
+    let engine = engine::new_engine()?;
+    engine::start_epoch_ticker(&engine)?;
+    let loading = Instant::now();
+    let component = engine::load_component(&engine, component_wasm, &host.cache_dir)?;
+    tracing::info!(
+        elapsed_ms = loading.elapsed().as_millis() as u64,
+        "component ready"
+    );
+    let instances = Instances::new(&engine, &component, imports)?;
+    api::check_types(&instances).await?;
+    match api::check_settings(&instances).await? {
+        Ok(()) => Ok(Arc::new(instances)),
+        Err(lines) => Err(Rejected { lines }.into()),
+    }
+}
+
+/// Applies pending migrations and exits.
+pub async fn migrate(host: HostSettings) -> anyhow::Result<()> {
+    let database = open_migrated(&host).await?;
+    database.close().await;
+    tracing::info!("the database is up to date");
+    Ok(())
+}
+
+/// Under `PORTCULLIS_JWT_ALGORITHM=EdDSA`: retires the signing key, creates a new one
+/// and prints its `kid`. Migrations are applied first, and the component checks the
+/// settings, as for `serve`.
+pub async fn rotate_key(
+    mut settings: Settings,
+    host: HostSettings,
+    component_wasm: &[u8],
+) -> anyhow::Result<()> {
+    prepare_data_dir(&mut settings, &host)?;
+    let database = open_migrated(&host).await?;
+    let imports = SharedImports::new(database.clone(), settings.into_map());
+    let instances = start_component(component_wasm, &host, imports).await?;
+    let rotated = api::rotate_signing_key(&instances).await;
+    database.close().await;
+    let kid = rotated?.context("rotating the signing key")?;
+    tracing::info!(%kid, "rotated the signing key");
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{kid}")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Creates the data folder and makes sure a JWT secret is set (the one kept there if
+/// need be).
+fn prepare_data_dir(settings: &mut Settings, host: &HostSettings) -> anyhow::Result<()> {
+    fs::create_dir_all(&host.data_dir)
+        .with_context(|| format!("creating the data folder {}", host.data_dir.display()))?;
+    settings::ensure_jwt_secret(settings, &host.data_dir)
+}
+
+async fn open_migrated(host: &HostSettings) -> anyhow::Result<Database> {
+    let database = Database::connect(&host.database).await?;
+    database.migrate().await?;
+    tracing::info!(dialect = database.dialect().name(), "migrations applied");
+    Ok(database)
+}
+
+/// Prints the one line that tells scripts and tests where to connect.
+fn announce(address: SocketAddr) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on http://{address}")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Completes at the first SIGINT or SIGTERM. The handlers are installed at once, so a
+/// signal that comes right after start-up is not lost.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal = name, "shutdown requested");
+    })
+}
+
+/// Completes at the first Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tracing::info!("shutdown requested");
+    })
+}

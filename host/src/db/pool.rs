@@ -1,0 +1,204 @@
+//! What every backend does the same way: bind the component's parameters in order,
+//! decode every column from its runtime type, run a batch in one transaction and check
+//! each statement's expected row count.
+//!
+//! A backend (a `sqlx::Database`) plugs in by implementing [`Backend`]: how it binds a
+//! NULL, how it reads one value, how it reports affected rows and how it begins a
+//! write transaction.
+
+use std::time::Duration;
+
+use sqlx::error::{BoxDynError, DatabaseError};
+use sqlx::pool::PoolOptions;
+use sqlx::query::Query;
+use sqlx::{Column as _, Encode, Executor, IntoArguments, Pool, Row as _, Type};
+
+use super::errors::to_store_error;
+use super::{Error, Rows, Statement, Value};
+
+/// A sqlx driver as the store uses it.
+pub trait Backend: sqlx::Database {
+    /// The value bound for `value::null`.
+    type Null: for<'q> Encode<'q, Self> + Type<Self> + Default + Send + 'static;
+
+    /// The statement that begins a batch's transaction.
+    const BEGIN: &'static str;
+
+    /// The raw value of a row's column.
+    fn column_value(row: &Self::Row, index: usize) -> Result<Self::ValueRef<'_>, sqlx::Error>;
+
+    /// Reads one column value (NULL or not), by the type the database reports.
+    fn decode(value: Self::ValueRef<'_>) -> Result<Value, BoxDynError>;
+
+    /// The rows a statement affected.
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// Whether a database error means "try again later" (busy, connection lost, …).
+    fn is_transient(error: &dyn DatabaseError) -> bool;
+
+    /// The name of the constraint a unique violation broke, or the message when the
+    /// database names none.
+    fn unique_constraint(error: &dyn DatabaseError) -> String {
+        error.constraint().unwrap_or(error.message()).to_owned()
+    }
+}
+
+/// How long a statement waits for a free connection before the store reports
+/// `unavailable`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The pool options every backend starts from.
+pub fn pool_options<DB: sqlx::Database>(max_connections: u32) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+}
+
+/// A connection pool of one backend.
+pub struct SqlPool<DB: sqlx::Database>(Pool<DB>);
+
+impl<DB: sqlx::Database> Clone for SqlPool<DB> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<DB: sqlx::Database> SqlPool<DB> {
+    /// Wraps a connected pool.
+    pub fn new(pool: Pool<DB>) -> Self {
+        Self(pool)
+    }
+
+    /// The sqlx pool, for migrations.
+    pub fn inner(&self) -> &Pool<DB> {
+        &self.0
+    }
+
+    /// Closes every connection, waiting for those in use to be returned.
+    pub async fn close(&self) {
+        self.0.close().await;
+    }
+}
+
+impl<DB> SqlPool<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
+{
+    /// Runs a statement that returns rows.
+    pub async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, Error> {
+        let mut connection = self.0.acquire().await.map_err(to_store_error::<DB>)?;
+        let rows = bind::<DB>(sqlx::query(sql), params)
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(to_store_error::<DB>)?;
+        let columns = match rows.first() {
+            Some(row) => column_names(row.columns()),
+            // No row to read the names from: the prepared statement (cached by now)
+            // knows them.
+            None => {
+                let statement = (&mut *connection)
+                    .prepare(sql)
+                    .await
+                    .map_err(to_store_error::<DB>)?;
+                column_names(sqlx::Statement::columns(&statement))
+            }
+        };
+        let rows = rows
+            .iter()
+            .map(decode_row::<DB>)
+            .collect::<Result<_, _>>()?;
+        Ok(Rows { columns, rows })
+    }
+
+    /// Runs a statement and returns the rows it affected.
+    pub async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, Error> {
+        let result = bind::<DB>(sqlx::query(sql), params)
+            .execute(&self.0)
+            .await
+            .map_err(to_store_error::<DB>)?;
+        Ok(DB::rows_affected(&result))
+    }
+
+    /// Runs the statements in one transaction; a statement whose `expect-rows` is not
+    /// met rolls everything back.
+    pub async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<u64>, Error> {
+        let mut transaction = self
+            .0
+            .begin_with(DB::BEGIN)
+            .await
+            .map_err(to_store_error::<DB>)?;
+        let mut affected = Vec::with_capacity(statements.len());
+        for (index, statement) in statements.into_iter().enumerate() {
+            let result = bind::<DB>(sqlx::query(&statement.sql), statement.params)
+                .execute(&mut *transaction)
+                .await
+                .map_err(to_store_error::<DB>)?;
+            let rows = DB::rows_affected(&result);
+            if statement
+                .expect_rows
+                .is_some_and(|expected| expected != rows)
+            {
+                transaction.rollback().await.map_err(to_store_error::<DB>)?;
+                return Err(Error::ConditionFailed(batch_index(index)));
+            }
+            affected.push(rows);
+        }
+        transaction.commit().await.map_err(to_store_error::<DB>)?;
+        Ok(affected)
+    }
+}
+
+/// Binds the parameters positionally, in the types the WIT values carry.
+fn bind<'q, DB>(
+    mut query: Query<'q, DB, DB::Arguments<'q>>,
+    params: Vec<Value>,
+) -> Query<'q, DB, DB::Arguments<'q>>
+where
+    DB: Backend,
+    i64: Encode<'q, DB> + Type<DB>,
+    f64: Encode<'q, DB> + Type<DB>,
+    String: Encode<'q, DB> + Type<DB>,
+    Vec<u8>: Encode<'q, DB> + Type<DB>,
+{
+    for param in params {
+        query = match param {
+            Value::Null => query.bind(DB::Null::default()),
+            Value::Integer(integer) => query.bind(integer),
+            Value::Real(real) => query.bind(real),
+            Value::Text(text) => query.bind(text),
+            Value::Blob(blob) => query.bind(blob),
+        };
+    }
+    query
+}
+
+fn column_names<C: sqlx::Column>(columns: &[C]) -> Vec<String> {
+    columns
+        .iter()
+        .map(|column| column.name().to_owned())
+        .collect()
+}
+
+fn decode_row<DB: Backend>(row: &DB::Row) -> Result<Vec<Value>, Error> {
+    row.columns()
+        .iter()
+        .enumerate()
+        .map(|(index, column)| {
+            let value = DB::column_value(row, index).map_err(to_store_error::<DB>)?;
+            DB::decode(value).map_err(|error| {
+                Error::Other(format!("cannot read column {}: {error}", column.name()))
+            })
+        })
+        .collect()
+}
+
+/// A statement's index as the WIT error reports it (a batch never holds 2^32 of them).
+fn batch_index(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,99 @@
+//! SQLite, the default database: a file created with its folder on first start, in WAL
+//! mode with foreign keys on and a 5 s busy timeout.
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::error::{BoxDynError, DatabaseError};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqliteQueryResult, SqliteRow, SqliteValueRef,
+};
+use sqlx::{Decode, Row as _, Sqlite, TypeInfo as _, ValueRef as _};
+
+use super::Value;
+use super::pool::{Backend, SqlPool, pool_options};
+
+static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite's primary result codes that mean "try again later".
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+const SQLITE_IOERR: i32 = 10;
+const SQLITE_CANTOPEN: i32 = 14;
+
+/// Opens a pool on the database file `url` names, creating the file and its folder.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlPool<Sqlite>> {
+    let options = SqliteConnectOptions::from_str(url)
+        .context("PORTCULLIS_DATABASE_URL: not a valid SQLite URL")?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    create_parent_folder(options.get_filename())?;
+    let pool = pool_options(max_connections)
+        .connect_with(options)
+        .await
+        .context("opening the SQLite database")?;
+    Ok(SqlPool::new(pool))
+}
+
+fn create_parent_folder(database_file: &Path) -> anyhow::Result<()> {
+    match database_file.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating the database folder {}", folder.display())),
+        _ => Ok(()),
+    }
+}
+
+/// Applies the pending migrations of `migrations/sqlite`.
+pub async fn migrate(pool: &SqlPool<Sqlite>) -> anyhow::Result<()> {
+    MIGRATIONS.run(pool.inner()).await?;
+    Ok(())
+}
+
+impl Backend for Sqlite {
+    type Null = Option<i64>;
+
+    // Take the write lock at once: a deferred transaction that reads before it writes
+    // fails with SQLITE_BUSY instead of waiting for the busy timeout.
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+
+    fn column_value(row: &SqliteRow, index: usize) -> Result<SqliteValueRef<'_>, sqlx::Error> {
+        row.try_get_raw(index)
+    }
+
+    fn decode(value: SqliteValueRef<'_>) -> Result<Value, BoxDynError> {
+        if value.is_null() {
+            return Ok(Value::Null);
+        }
+        // A value's type info is its storage class, whatever the column declares.
+        let storage_class = value.type_info().name().to_owned();
+        Ok(match storage_class.as_str() {
+            "INTEGER" => Value::Integer(<i64 as Decode<Sqlite>>::decode(value)?),
+            "REAL" => Value::Real(<f64 as Decode<Sqlite>>::decode(value)?),
+            "TEXT" => Value::Text(<String as Decode<Sqlite>>::decode(value)?),
+            "BLOB" => Value::Blob(<Vec<u8> as Decode<Sqlite>>::decode(value)?),
+            other => return Err(format!("unsupported SQLite storage class {other}").into()),
+        })
+    }
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    fn is_transient(error: &dyn DatabaseError) -> bool {
+        let primary_code = error
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .map(|extended_code| extended_code & 0xff);
+        matches!(
+            primary_code,
+            Some(SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_CANTOPEN)
+        )
+    }
+}

@@ -1,0 +1,91 @@
+//! `portcullis`, the native host of the Portcullis authentication service: the command
+//! line. Everything else is in the library (`lib.rs`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use portcullis::settings::{HostSettings, LogSettings, Rejected, Settings};
+use portcullis::{COMPONENT_WASM, commands, logging};
+
+/// The exit code for bad settings.
+const EXIT_BAD_SETTINGS: u8 = 2;
+
+/// Portcullis: user authentication (registration, login, JWT sessions) as a service.
+///
+/// Settings come from PORTCULLIS_* environment variables and, with --config, from a
+/// TOML file whose keys are the variable names without the prefix, in lower case.
+/// The environment wins.
+#[derive(Parser)]
+#[command(name = "portcullis", version)]
+struct Cli {
+    /// Read settings from this TOML file (environment variables override it).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then serve HTTP until SIGINT or SIGTERM.
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Manage the JWT signing keys (EdDSA).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Retire the signing key, create a new one and print its kid. Tokens signed with
+    /// the retired key stay valid until they expire. Migrations are applied first.
+    Rotate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => report(&error),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    let log_settings = LogSettings::parse(&settings)?;
+    let host = HostSettings::parse(&settings)?;
+    logging::init(log_settings);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve => commands::serve(settings, host, COMPONENT_WASM).await,
+            Command::Migrate => commands::migrate(host).await,
+            Command::Keys(KeysCommand::Rotate) => {
+                commands::rotate_key(settings, host, COMPONENT_WASM).await
+            }
+        }
+    })
+}
+
+/// Prints why start-up failed: one `error:` line per bad setting (exit code 2), or the
+/// error and its causes (exit code 1).
+fn report(error: &anyhow::Error) -> ExitCode {
+    match error.downcast_ref::<Rejected>() {
+        Some(rejected) => {
+            for line in &rejected.lines {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(EXIT_BAD_SETTINGS)
+        }
+        None => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

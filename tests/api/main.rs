@@ -1,0 +1,176 @@
+//! Portcullis' black-box API suite: one test binary, one module per area, every test run
+//! on every configured database. Each test starts its own `portcullis serve` (see
+//! `support`), so tests are independent of each other.
+//!
+//! # Backends
+//!
+//! This binary is its own runner (`harness = false`, with `libtest-mimic`). Every test
+//! becomes one trial per backend, named `<backend>::<module>::<test>`, e.g.
+//! `sqlite::register::username_is_unique_case_insensitively`; filters work as usual
+//! (`cargo test --release --test api -- postgres::login`). SQLite always runs;
+//! PostgreSQL runs when `PORTCULLIS_TEST_POSTGRES_URL` is set, MySQL/MariaDB when
+//! `PORTCULLIS_TEST_MYSQL_URL` is set. A backend whose variable is not set has its trials
+//! ignored (the runner names it in one `skipped backend …` line); a set URL that cannot
+//! be used fails every trial of that backend. Each run creates a database of its own on
+//! each server and drops it at the end (see `backends`).
+//!
+//! # Writing tests
+//!
+//! A module wraps its tests in one `api_tests!` block; helpers stay outside it:
+//!
+//! ```ignore
+//! use crate::support::spawn_app;
+//!
+//! fn helper() { … }
+//!
+//! api_tests! {
+//!     /// What this test proves.
+//!     fn a_test_name() {
+//!         let app = spawn_app(); // on the trial's backend
+//!         …
+//!     }
+//! }
+//! ```
+//!
+//! The block defines the functions as written and generates
+//! `pub fn tests() -> Vec<(&'static str, fn())>`. A new module is declared below with
+//! `mod name;` and added to [`MODULES`]. A test that cannot run on some backend is listed
+//! in [`NOT_APPLICABLE`], with the reason. Tests start apps with `support::spawn_app`
+//! (or `TestApp::spawn_with`) on their own thread: the runner tells that thread which
+//! backend the trial is for. Tests on a shared database use unique identities only
+//! (`support::unique_user`), never counts of all rows.
+
+use std::process::ExitCode;
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+use backends::{Backend, Status, Target};
+
+/// Defines the tests of a module as written, and `pub fn tests()`, their list by name.
+macro_rules! api_tests {
+    ($($(#[$attribute:meta])* fn $name:ident() $body:block)*) => {
+        $($(#[$attribute])* fn $name() $body)*
+
+        /// Every test of this module, by name.
+        pub fn tests() -> Vec<(&'static str, fn())> {
+            vec![$((stringify!($name), $name as fn())),*]
+        }
+    };
+}
+
+mod backends;
+mod forwarder;
+mod support;
+
+mod account;
+mod conventions;
+mod forged_tokens;
+mod health;
+mod hostile;
+mod login;
+mod mail;
+mod outage;
+mod register;
+mod scale;
+mod sessions;
+mod tokens;
+
+/// A module of tests: its name, and its `tests` (what `api_tests!` generates).
+type Module = (&'static str, fn() -> Vec<(&'static str, fn())>);
+
+/// Every module of tests.
+const MODULES: &[Module] = &[
+    ("account", account::tests),
+    ("conventions", conventions::tests),
+    ("forged_tokens", forged_tokens::tests),
+    ("health", health::tests),
+    ("hostile", hostile::tests),
+    ("login", login::tests),
+    ("mail", mail::tests),
+    ("outage", outage::tests),
+    ("register", register::tests),
+    ("scale", scale::tests),
+    ("sessions", sessions::tests),
+    ("tokens", tokens::tests),
+];
+
+/// Modules whose tests cannot run on a backend, and why: their trials are ignored there.
+const NOT_APPLICABLE: &[(&str, Backend, &str)] = &[(
+    "outage",
+    Backend::Sqlite,
+    "a SQLite file has no connection to cut",
+)];
+
+fn main() -> ExitCode {
+    let arguments = Arguments::from_args();
+    let run = if arguments.list {
+        backends::Run::listing()
+    } else {
+        backends::Run::prepare()
+    };
+    let trials = run
+        .statuses()
+        .iter()
+        .flat_map(|(backend, status)| backend_trials(*backend, status))
+        .collect();
+    let conclusion = libtest_mimic::run(&arguments, trials);
+    run.finish();
+    conclusion.exit_code()
+}
+
+/// One trial per test of every module, on `backend`.
+fn backend_trials(backend: Backend, status: &Status) -> Vec<Trial> {
+    let mut trials = Vec::new();
+    for (module, tests) in MODULES {
+        let not_applicable = NOT_APPLICABLE
+            .iter()
+            .find(|(name, on, _)| name == module && *on == backend)
+            .map(|(_, _, reason)| *reason);
+        for (test, function) in tests() {
+            let name = format!("{}::{module}::{test}", backend.name());
+            trials.push(trial(name, status, not_applicable, function));
+        }
+    }
+    trials
+}
+
+fn trial(name: String, status: &Status, not_applicable: Option<&str>, test: fn()) -> Trial {
+    match (status, not_applicable) {
+        (Status::NotConfigured(variable), _) => {
+            let message = format!("{variable} is not set");
+            Trial::test(name, move || Err(message.into())).with_ignored_flag(true)
+        }
+        (Status::Unreachable(message), _) => {
+            let message = message.clone();
+            Trial::test(name, move || Err(message.into()))
+        }
+        (Status::Ready(_), Some(reason)) => {
+            let reason = reason.to_owned();
+            Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
+        }
+        (Status::Ready(target), None) => {
+            let target = target.clone();
+            Trial::test(name.clone(), move || run_test(name, target, test))
+        }
+    }
+}
+
+/// Runs `test` on a thread named after the trial (panic messages name it), for
+/// `target`.
+fn run_test(name: String, target: Target, test: fn()) -> Result<(), Failed> {
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            backends::enter(target);
+            test();
+        })
+        .map_err(|error| format!("cannot start the test's thread: {error}"))?;
+    thread.join().map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("the test panicked");
+        message.into()
+    })
+}
