@@ -1,6 +1,6 @@
 //! Typed calls into the component's `portcullis:auth/api` (wit/api.wit): the start-up
-//! settings check, mail delivery (`claim-mail`, `mail-sent`, `mail-failed`) and key
-//! rotation. Each call runs in an instance of its own.
+//! settings check, mail delivery (`claim-mail`, `mail-sent`, `mail-failed`), key
+//! rotation and admin creation. Each call runs in an instance of its own.
 //!
 //! The Rust types here mirror the WIT records and variants the host uses; wasmtime
 //! checks them against the component's when a function is looked up, and
@@ -57,6 +57,8 @@ const MAIL_SENT: ApiFunction<(String, String), Returns<()>> = ApiFunction::new("
 const MAIL_FAILED: ApiFunction<(String, String, String), Returns<()>> =
     ApiFunction::new("mail-failed");
 const ROTATE_SIGNING_KEY: ApiFunction<(), Returns<String>> = ApiFunction::new("rotate-signing-key");
+const CREATE_ADMIN: ApiFunction<(Registration, bool), Returns<Option<User>>> =
+    ApiFunction::new("create-admin");
 
 /// Checks that every function the host calls has the types the host expects.
 pub async fn check_types(instances: &Instances) -> wasmtime::Result<()> {
@@ -65,7 +67,40 @@ pub async fn check_types(instances: &Instances) -> wasmtime::Result<()> {
     CLAIM_MAIL.check(&mut instance)?;
     MAIL_SENT.check(&mut instance)?;
     MAIL_FAILED.check(&mut instance)?;
-    ROTATE_SIGNING_KEY.check(&mut instance)
+    ROTATE_SIGNING_KEY.check(&mut instance)?;
+    CREATE_ADMIN.check(&mut instance)
+}
+
+/// What an account is registered with (`record registration`).
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub struct Registration {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    #[component(name = "mobile-number")]
+    pub mobile_number: Option<String>,
+}
+
+/// An account (`record user`); the host reads only what it reports.
+#[derive(ComponentType, Lift, Clone, Debug)]
+#[component(record)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    #[component(name = "mobile-number")]
+    pub mobile_number: Option<String>,
+    #[component(name = "email-verified")]
+    pub email_verified: bool,
+    #[component(name = "is-active")]
+    pub is_active: bool,
+    #[component(name = "is-admin")]
+    pub is_admin: bool,
+    #[component(name = "created-at")]
+    pub created_at: String,
+    #[component(name = "updated-at")]
+    pub updated_at: String,
 }
 
 /// A mail claimed for delivery (`record mail`).
@@ -206,6 +241,18 @@ pub async fn mail_sent(instances: &Instances, mail: &Mail) -> Answer<()> {
 pub async fn mail_failed(instances: &Instances, mail: &Mail, reason: &str) -> Answer<()> {
     let params = (mail.id.clone(), mail.claim.clone(), reason.to_owned());
     let (outcome,) = MAIL_FAILED.call(instances, params).await?;
+    Ok(outcome)
+}
+
+/// `create-admin`: the new admin, or `None` when `only_if_absent` found the account.
+pub async fn create_admin(
+    instances: &Instances,
+    registration: Registration,
+    only_if_absent: bool,
+) -> Answer<Option<User>> {
+    let (outcome,) = CREATE_ADMIN
+        .call(instances, (registration, only_if_absent))
+        .await?;
     Ok(outcome)
 }
 

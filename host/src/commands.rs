@@ -40,8 +40,12 @@ pub async fn serve(
     let address = listener.local_addr().context("reading the bound address")?;
     settings.set(LISTEN, address.to_string());
 
+    let bootstrap_admin = BootstrapAdmin::from_settings(&settings)?;
     let imports = SharedImports::new(database.clone(), settings.into_map());
     let instances = start_component(component_wasm, &host, imports).await?;
+    if let Some(admin) = bootstrap_admin {
+        admin.ensure(&instances).await?;
+    }
     let shutdown = shutdown_signal()?;
     mailer.announce();
     let delivery = Delivery::start(Arc::clone(&instances), mailer);
@@ -107,6 +111,80 @@ pub async fn rotate_key(
     writeln!(stdout, "{kid}")?;
     stdout.flush()?;
     Ok(())
+}
+
+/// `portcullis admin create`: creates an admin with the registration rules and prints
+/// its id. Migrations are applied first.
+pub async fn create_admin(
+    mut settings: Settings,
+    host: HostSettings,
+    component_wasm: &[u8],
+    registration: api::Registration,
+) -> anyhow::Result<()> {
+    prepare_data_dir(&mut settings, &host)?;
+    let database = open_migrated(&host).await?;
+    let imports = SharedImports::new(database.clone(), settings.into_map());
+    let instances = start_component(component_wasm, &host, imports).await?;
+    let created = api::create_admin(&instances, registration, false).await;
+    database.close().await;
+    let user = created?
+        .context("creating the admin")?
+        .context("creating the admin: the component created no account")?;
+    tracing::info!(id = %user.id, username = %user.username, "created an admin");
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", user.id)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The admin of `PORTCULLIS_ADMIN_USERNAME` / `_EMAIL` / `_PASSWORD`, created at start-up
+/// when absent.
+struct BootstrapAdmin {
+    username: String,
+    email: String,
+    password: String,
+}
+
+impl BootstrapAdmin {
+    const KEYS: [&'static str; 3] = ["admin_username", "admin_email", "admin_password"];
+
+    /// `None` when none of the three is set; all three or none must be.
+    fn from_settings(settings: &Settings) -> Result<Option<Self>, Rejected> {
+        let [username, email, password] =
+            Self::KEYS.map(|key| settings.get(key).map(str::to_owned));
+        match (username, email, password) {
+            (Some(username), Some(email), Some(password)) => Ok(Some(Self {
+                username,
+                email,
+                password,
+            })),
+            (None, None, None) => Ok(None),
+            _ => Err(Rejected {
+                lines: vec![
+                    "PORTCULLIS_ADMIN_USERNAME, PORTCULLIS_ADMIN_EMAIL and PORTCULLIS_ADMIN_PASSWORD \
+                     must be set together"
+                        .into(),
+                ],
+            }),
+        }
+    }
+
+    async fn ensure(self, instances: &Instances) -> anyhow::Result<()> {
+        let registration = api::Registration {
+            username: self.username,
+            email: self.email,
+            password: self.password,
+            mobile_number: None,
+        };
+        match api::create_admin(instances, registration, true).await? {
+            Ok(Some(user)) => {
+                tracing::info!(username = %user.username, "created the bootstrap admin")
+            }
+            Ok(None) => tracing::info!("the bootstrap admin exists already"),
+            Err(error) => anyhow::bail!("PORTCULLIS_ADMIN_*: the bootstrap admin: {error}"),
+        }
+        Ok(())
+    }
 }
 
 /// Creates the data folder and makes sure a JWT secret is set (the one kept there if

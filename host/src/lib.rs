@@ -15,6 +15,7 @@
 /// The component, built by `build.rs` for wasm32-wasip2 in release mode.
 pub const COMPONENT_WASM: &[u8] = include_bytes!(env!("PORTCULLIS_COMPONENT_WASM"));
 
+pub mod api;
 pub mod commands;
 pub mod db;
 pub mod engine;
@@ -23,7 +24,6 @@ pub mod logging;
 pub mod settings;
 pub mod state;
 
-mod api;
 mod clock;
 mod mail;
 mod server;

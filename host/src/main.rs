@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use portcullis::api::Registration;
 use portcullis::settings::{HostSettings, LogSettings, Rejected, Settings};
 use portcullis::{COMPONENT_WASM, commands, logging};
 
@@ -37,6 +38,25 @@ enum Command {
     /// Manage the JWT signing keys (EdDSA).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage administrators.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin (email marked verified) and print its id. The password is read
+    /// from standard input (one line); it follows the password policy.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (the default; accepted for scripts
+        /// that say so).
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -69,8 +89,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Keys(KeysCommand::Rotate) => {
                 commands::rotate_key(settings, host, COMPONENT_WASM).await
             }
+            Command::Admin(AdminCommand::Create {
+                username, email, ..
+            }) => {
+                let registration = Registration {
+                    username,
+                    email,
+                    password: read_password()?,
+                    mobile_number: None,
+                };
+                commands::create_admin(settings, host, COMPONENT_WASM, registration).await
+            }
         }
     })
+}
+
+/// One line of standard input, without its line ending.
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    anyhow::ensure!(!password.is_empty(), "no password on standard input");
+    Ok(password)
 }
 
 /// Prints why start-up failed: one `error:` line per bad setting (exit code 2), or the

@@ -63,6 +63,7 @@ mod forwarder;
 mod support;
 
 mod account;
+mod admin;
 mod conventions;
 mod forged_tokens;
 mod health;
@@ -81,6 +82,7 @@ type Module = (&'static str, fn() -> Vec<(&'static str, fn())>);
 /// Every module of tests.
 const MODULES: &[Module] = &[
     ("account", account::tests),
+    ("admin", admin::tests),
     ("conventions", conventions::tests),
     ("forged_tokens", forged_tokens::tests),
     ("health", health::tests),
