@@ -9,10 +9,9 @@ use serde_json::{Value, json};
 
 use crate::app::{App, rfc3339};
 use crate::audit;
-use crate::auth::{Registration, check_registration, registration_conflict};
+use crate::auth::{Registration, new_account, registration_conflict};
 use crate::db::{Row, integer, optional_text, statement, text};
 use crate::error::{Error, FieldError};
-use crate::password;
 use crate::ports::{Statement, Value as SqlValue};
 use crate::sessions::{self, Authenticated, Client, Revocation};
 use crate::tokens;
@@ -334,29 +333,10 @@ pub fn create_admin(
     {
         return Ok(None);
     }
-    let errors = check_registration(app, input);
-    if !errors.is_empty() {
-        return Err(Error::Validation(errors));
-    }
-    let now = app.now();
-    let password_hash =
-        password::hash(&input.password, &app.env.random_bytes(password::salt_len()))
-            .map_err(Error::Internal)?;
     let user = User {
-        id: app.new_id(),
-        username: input.username.clone(),
-        email: input.email.to_lowercase(),
-        mobile_number: input
-            .mobile_number
-            .as_deref()
-            .and_then(normalise_mobile)
-            .map(|mobile| mobile.number),
-        password_hash,
         email_verified: true,
-        is_active: true,
         is_admin: true,
-        created_at: now,
-        updated_at: now,
+        ..new_account(app, input)?
     };
     let statements: Vec<Statement> = vec![
         user.insert(),

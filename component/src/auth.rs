@@ -67,15 +67,15 @@ fn validate(
     }
 }
 
-/// Registers an account, and unless email verification is required, opens its first
-/// session — all in one transaction with the `register` audit event.
-pub fn register(app: &App<'_>, input: &Registration, client: &Client) -> Result<Registered, Error> {
+/// Checks a registration and builds the account it describes (password hashed, email
+/// not verified, not an admin); nothing is stored yet.
+pub fn new_account(app: &App<'_>, input: &Registration) -> Result<User, Error> {
     let (email, mobile_number) = validate(app, input).map_err(Error::Validation)?;
     let now = app.now();
     let password_hash =
         password::hash(&input.password, &app.env.random_bytes(password::salt_len()))
             .map_err(Error::Internal)?;
-    let user = User {
+    Ok(User {
         id: app.new_id(),
         username: input.username.clone(),
         email,
@@ -86,7 +86,13 @@ pub fn register(app: &App<'_>, input: &Registration, client: &Client) -> Result<
         is_admin: false,
         created_at: now,
         updated_at: now,
-    };
+    })
+}
+
+/// Registers an account, and unless email verification is required, opens its first
+/// session — all in one transaction with the `register` audit event.
+pub fn register(app: &App<'_>, input: &Registration, client: &Client) -> Result<Registered, Error> {
+    let user = new_account(app, input)?;
     let mut statements = vec![
         user.insert(),
         audit::record(
