@@ -3,7 +3,7 @@
 //!   N requests per S seconds, fixed windows counted in `rate_counters`);
 //! - a per-account login throttle (`PORTCULLIS_LOGIN_THROTTLE`): after that many
 //!   consecutive failures the next attempt waits 2^k seconds (k = failures past the
-//!   threshold, at most an hour). Logins that name no account are counted the same way
+//!   threshold, at most an hour), counted in milliseconds. Logins that name no account are counted the same way
 //!   under their normalised text, so a 429 tells nothing about which accounts exist.
 
 use serde_json::json;
@@ -15,8 +15,8 @@ use crate::error::Error;
 use crate::ports::StoreError;
 use crate::validation::normalise_mobile;
 
-/// The longest wait the login throttle imposes.
-const MAX_THROTTLE_SECONDS: i64 = 3600;
+/// The longest wait the login throttle imposes, in milliseconds.
+const MAX_THROTTLE_MILLIS: i64 = 3_600_000;
 
 /// Counts one request from `ip` and fails with `RateLimited` when the window is full.
 pub fn check_rate_limit(app: &App<'_>, ip: &str) -> Result<(), Error> {
@@ -27,7 +27,7 @@ pub fn check_rate_limit(app: &App<'_>, ip: &str) -> Result<(), Error> {
     let seconds = i64::from(limit.seconds);
     let window = now.div_euclid(seconds);
     let window_end = (window + 1) * seconds;
-    let bucket = format!("ip:{ip}:{window}");
+    let bucket = format!("ip:{ip}:{seconds}:{window}");
     let count = increment(app, &bucket, window_end, now)?;
     if count <= i64::from(limit.requests) {
         return Ok(());
@@ -101,21 +101,22 @@ pub fn check_login_throttle(app: &App<'_>, subject: &str) -> Result<(), Error> {
         return Ok(());
     }
     let row = app.db.query_one(
-        "SELECT failures, last_failed_at FROM login_failures WHERE subject = ?",
+        "SELECT failures, last_failed_ms FROM login_failures WHERE subject = ?",
         &[text(subject)],
     )?;
     let Some(row) = row else {
         return Ok(());
     };
-    let (failures, last_failed_at) = (row.integer(0)?, row.integer(1)?);
+    let (failures, last_failed_ms) = (row.integer(0)?, row.integer(1)?);
     if failures < threshold {
         return Ok(());
     }
     let past = (failures - threshold).clamp(0, 12) as u32;
-    let wait = 2_i64.pow(past).min(MAX_THROTTLE_SECONDS);
-    let remaining = last_failed_at + wait - app.now();
-    if remaining > 0 {
-        let retry_after = u32::try_from(remaining).unwrap_or(u32::MAX);
+    let wait_ms = (1000 * 2_i64.pow(past)).min(MAX_THROTTLE_MILLIS);
+    let remaining_ms = last_failed_ms + wait_ms - app.env.now_millis();
+    if remaining_ms > 0 {
+        let seconds = (remaining_ms + 999) / 1000;
+        let retry_after = u32::try_from(seconds).unwrap_or(u32::MAX);
         return Err(Error::RateLimited { retry_after });
     }
     Ok(())
@@ -123,17 +124,17 @@ pub fn check_login_throttle(app: &App<'_>, subject: &str) -> Result<(), Error> {
 
 /// Counts one more failed login for `subject`.
 pub fn record_login_failure(app: &App<'_>, subject: &str) -> Result<(), Error> {
-    let now = app.now();
+    let now = app.env.now_millis();
     let bump = || {
         app.db.execute(
-            "UPDATE login_failures SET failures = failures + 1, last_failed_at = ? \
+            "UPDATE login_failures SET failures = failures + 1, last_failed_ms = ? \
              WHERE subject = ?",
             &[integer(now), text(subject)],
         )
     };
     if bump()? == 0 {
         let created = app.db.batch(vec![statement(
-            "INSERT INTO login_failures (subject, failures, last_failed_at) VALUES (?, 1, ?)",
+            "INSERT INTO login_failures (subject, failures, last_failed_ms) VALUES (?, 1, ?)",
             vec![text(subject), integer(now)],
         )]);
         match created {

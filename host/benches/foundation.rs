@@ -1,14 +1,15 @@
 //! The foundation benchmark (BENCHMARKS.md): Argon2id natively and inside the component,
-//! component instantiation, and `GET /api/v1/auth/verify` requests per second over HTTP
-//! against the real binary.
+//! component instantiation, and register / login / verify requests per second over HTTP
+//! against the real binary, on SQLite and on the databases named by
+//! `BENCH_POSTGRES_URL` and `BENCH_MYSQL_URL`.
 //!
-//! Run: `cargo bench -p portcullis --bench foundation` (release build; takes ~1 minute).
-//! Knobs: `BENCH_HTTP_SECONDS` (default 10), `BENCH_HTTP_CONNECTIONS` (default 8).
+//! Run: `cargo bench -p portcullis --bench foundation` (release build; about a minute
+//! per database). Knobs: `BENCH_HTTP_SECONDS` (default 10), `BENCH_HTTP_CONNECTIONS`
+//! (default 8).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use portcullis::db::Database;
@@ -30,7 +31,7 @@ fn main() -> anyhow::Result<()> {
     );
     native_argon2();
     tokio::runtime::Runtime::new()?.block_on(in_component(workdir.path()))?;
-    http_verify(workdir.path())?;
+    http_rates(workdir.path())?;
     Ok(())
 }
 
@@ -63,13 +64,7 @@ async fn in_component(dir: &std::path::Path) -> anyhow::Result<()> {
     let instances = host_instances(dir).await?;
     let started = Instant::now();
     for _ in 0..INSTANTIATIONS {
-        let mut store = instances.new_store();
-        let instance = instances
-            .proxy_pre()
-            .instance_pre()
-            .instantiate_async(&mut store)
-            .await?;
-        std::hint::black_box(instance);
+        std::hint::black_box(instantiate(&instances).await?);
     }
     report(
         "component instantiation, pooling allocator (µs per instance)",
@@ -119,13 +114,24 @@ async fn host_instances(dir: &std::path::Path) -> anyhow::Result<Instances> {
     Ok(Instances::new(&engine, &component, imports)?)
 }
 
-async fn login_unknown_account(instances: &Instances) -> anyhow::Result<()> {
+/// A fresh store and instance, as the host makes per request.
+async fn instantiate(
+    instances: &Instances,
+) -> anyhow::Result<(
+    wasmtime::Store<portcullis::state::InstanceState>,
+    wasmtime::component::Instance,
+)> {
     let mut store = instances.new_store();
     let instance = instances
         .proxy_pre()
         .instance_pre()
         .instantiate_async(&mut store)
         .await?;
+    Ok((store, instance))
+}
+
+async fn login_unknown_account(instances: &Instances) -> anyhow::Result<()> {
+    let (mut store, instance) = instantiate(instances).await?;
     let api = instance
         .get_export_index(&mut store, None, "portcullis:auth/api@0.1.0")
         .ok_or_else(|| anyhow::anyhow!("no api export"))?;
@@ -159,41 +165,116 @@ async fn login_unknown_account(instances: &Instances) -> anyhow::Result<()> {
     }
 }
 
-/// Starts the real binary, registers one user and hammers `GET /api/v1/auth/verify` with
-/// keep-alive connections for a fixed time.
-fn http_verify(dir: &std::path::Path) -> anyhow::Result<()> {
-    let seconds: u64 = env_or("BENCH_HTTP_SECONDS", 10);
-    let connections: u64 = env_or("BENCH_HTTP_CONNECTIONS", 8);
-    let (mut child, address) = start_server(dir)?;
-    let token = register(&address)?;
-    let done = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> = (0..connections)
-        .map(|_| {
-            let (address, token) = (address.clone(), token.clone());
-            let (done, count, failures) = (done.clone(), count.clone(), failures.clone());
-            std::thread::spawn(move || hammer(&address, &token, &done, &count, &failures))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs(seconds));
-    done.store(true, Ordering::SeqCst);
-    for worker in workers {
-        let _ = worker.join();
+/// For SQLite and each database named by `BENCH_POSTGRES_URL` / `BENCH_MYSQL_URL`:
+/// register, login and verify requests per second over HTTP against the real binary.
+fn http_rates(dir: &std::path::Path) -> anyhow::Result<()> {
+    let seconds = env_or("BENCH_HTTP_SECONDS", 10);
+    let connections = env_or("BENCH_HTTP_CONNECTIONS", 8);
+    let mut databases = vec![("SQLite", format!("sqlite://{}/http.db", dir.display()))];
+    for (label, variable) in [
+        ("PostgreSQL", "BENCH_POSTGRES_URL"),
+        ("MariaDB", "BENCH_MYSQL_URL"),
+    ] {
+        match std::env::var(variable) {
+            Ok(url) if !url.is_empty() => databases.push((label, url)),
+            _ => println!("  ({label} skipped: set {variable})"),
+        }
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let total = count.load(Ordering::SeqCst);
-    report(
-        &format!("GET /api/v1/auth/verify over HTTP, {connections} connections (req/s)"),
-        total as f64 / seconds as f64,
-        "req/s",
-    );
-    println!(
-        "  ({total} answers in {seconds} s, {} failures)",
-        failures.load(Ordering::SeqCst)
-    );
+    for (label, url) in databases {
+        let (mut child, address) = start_server(dir, &url)?;
+        let run = unique_run();
+        let token = register(&address, &format!("{run}_0"))?;
+        let result = (|| -> anyhow::Result<()> {
+            let register_rate = load(seconds / 2, connections, |client, worker, n| {
+                client
+                    .post(format!("{address}/api/v1/auth/register"))
+                    .json(&registration(&format!("{run}_{worker}_{n}")))
+            })?;
+            report(
+                &format!("POST /api/v1/auth/register, {label} (req/s)"),
+                register_rate,
+                "req/s",
+            );
+            let login_rate = load(seconds / 2, connections, |client, _, _| {
+                client
+                    .post(format!("{address}/api/v1/auth/login"))
+                    .json(&serde_json::json!({"login": format!("{run}_0"), "password": PASSWORD}))
+            })?;
+            report(
+                &format!("POST /api/v1/auth/login, {label} (req/s)"),
+                login_rate,
+                "req/s",
+            );
+            let verify_rate = load(seconds, connections, |client, _, _| {
+                client
+                    .get(format!("{address}/api/v1/auth/verify"))
+                    .bearer_auth(&token)
+            })?;
+            report(
+                &format!("GET /api/v1/auth/verify, {label}, {connections} connections (req/s)"),
+                verify_rate,
+                "req/s",
+            );
+            Ok(())
+        })();
+        let _ = child.kill();
+        let _ = child.wait();
+        result?;
+    }
     Ok(())
+}
+
+/// A prefix no earlier run used, so runs on one database never collide.
+fn unique_run() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("b{}", nanos % 1_000_000_000_000)
+}
+
+fn registration(name: &str) -> serde_json::Value {
+    serde_json::json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD})
+}
+
+type Client = reqwest::blocking::Client;
+type RequestBuilder = reqwest::blocking::RequestBuilder;
+
+/// Runs `connections` keep-alive clients for `seconds`; each sends the request `make`
+/// builds (given its worker number and request count) again and again. Returns the
+/// successful answers per second; fails if any answer was not a success.
+fn load(
+    seconds: u64,
+    connections: u64,
+    make: impl Fn(&Client, u64, u64) -> RequestBuilder + Sync,
+) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs(seconds.max(1));
+    let successes = AtomicU64::new(0);
+    let failures = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for worker in 0..connections {
+            let (make, successes, failures) = (&make, &successes, &failures);
+            scope.spawn(move || {
+                let Ok(client) = Client::builder().build() else {
+                    return;
+                };
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    n += 1;
+                    match make(&client, worker, n).send() {
+                        Ok(answer) if answer.status().is_success() => {
+                            successes.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let failed = failures.load(Ordering::Relaxed);
+    anyhow::ensure!(failed == 0, "{failed} requests failed");
+    Ok(successes.load(Ordering::Relaxed) as f64 / seconds.max(1) as f64)
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -203,16 +284,14 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn start_server(dir: &std::path::Path) -> anyhow::Result<(Child, String)> {
+fn start_server(dir: &std::path::Path, database_url: &str) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("serve")
         .env("PORTCULLIS_LISTEN", "127.0.0.1:0")
         .env("PORTCULLIS_DATA_DIR", dir)
-        .env(
-            "PORTCULLIS_DATABASE_URL",
-            format!("sqlite://{}/http.db", dir.display()),
-        )
+        .env("PORTCULLIS_DATABASE_URL", database_url)
         .env("PORTCULLIS_RATE_LIMIT", "off")
+        .env("PORTCULLIS_MAX_SESSIONS", "0")
         .env("PORTCULLIS_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -229,12 +308,10 @@ fn start_server(dir: &std::path::Path) -> anyhow::Result<(Child, String)> {
     Err(anyhow::anyhow!("the server exited before listening"))
 }
 
-fn register(address: &str) -> anyhow::Result<String> {
-    let body: serde_json::Value = reqwest::blocking::Client::new()
+fn register(address: &str, name: &str) -> anyhow::Result<String> {
+    let body: serde_json::Value = Client::new()
         .post(format!("{address}/api/v1/auth/register"))
-        .json(&serde_json::json!({
-            "username": "bench_user", "email": "bench@example.com", "password": PASSWORD
-        }))
+        .json(&registration(name))
         .send()?
         .error_for_status()?
         .json()?;
@@ -242,21 +319,4 @@ fn register(address: &str) -> anyhow::Result<String> {
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| anyhow::anyhow!("no access token in {body}"))
-}
-
-fn hammer(address: &str, token: &str, done: &AtomicBool, count: &AtomicU64, failures: &AtomicU64) {
-    let Ok(client) = reqwest::blocking::Client::builder().build() else {
-        return;
-    };
-    let url = format!("{address}/api/v1/auth/verify");
-    while !done.load(Ordering::Relaxed) {
-        match client.get(&url).bearer_auth(token).send() {
-            Ok(response) if response.status().is_success() => {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {
-                failures.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
 }

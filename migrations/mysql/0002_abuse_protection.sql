@@ -13,5 +13,5 @@ CREATE TABLE rate_counters (
 CREATE TABLE login_failures (
     subject         VARCHAR(300) NOT NULL PRIMARY KEY,
     failures        BIGINT       NOT NULL,
-    last_failed_at  BIGINT       NOT NULL
+    last_failed_ms  BIGINT       NOT NULL
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

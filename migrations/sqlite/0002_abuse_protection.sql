@@ -13,5 +13,5 @@ CREATE INDEX rate_counters_window_end ON rate_counters (window_end);
 CREATE TABLE login_failures (
     subject         TEXT    PRIMARY KEY NOT NULL,
     failures        INTEGER NOT NULL,
-    last_failed_at  INTEGER NOT NULL
+    last_failed_ms  INTEGER NOT NULL
 );

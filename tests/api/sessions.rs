@@ -237,12 +237,15 @@ fn refresh_race(app: &TestApp, token: &str, n: usize) -> Vec<(u16, Value)> {
 }
 
 /// Ten logins of `user` at once; returns (status, body) of each.
-fn login_race(app: &TestApp, user: &TestUser, n: usize) -> Vec<(u16, Value)> {
+/// `n` logins of `user` at once, spread over `hosts` in turn.
+fn login_race(hosts: &[&TestApp], user: &TestUser, n: usize) -> Vec<(u16, Value)> {
     let barrier = Barrier::new(n);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
-            .map(|_| {
-                scope.spawn(|| {
+            .map(|i| {
+                let app = hosts[i % hosts.len()];
+                let barrier = &barrier;
+                scope.spawn(move || {
                     barrier.wait();
                     let resp = app.login(&user.username, &user.password);
                     let status = resp.status().as_u16();
@@ -932,7 +935,7 @@ api_tests! {
     fn concurrent_logins_never_exceed_the_limit_when_evicting() {
         let app = spawn_app();
         let (user, first) = register(&app);
-        let answers = login_race(&app, &user, 10);
+        let answers = login_race(&[&app], &user, 10);
         let mut sessions = vec![first];
         for (status, body) in &answers {
             assert_eq!(*status, 200, "evict_oldest refuses no login: {body}");
@@ -941,10 +944,43 @@ api_tests! {
         assert_at_most_live(&app, &sessions, 2);
     }
 
+    fn concurrent_logins_spread_over_two_hosts_never_exceed_the_limit() {
+        let db = shared_database();
+        let a = TestApp::spawn_on(&db.url, &[]);
+        let b = TestApp::spawn_on(&db.url, &[]);
+        let (user, first) = register(&a);
+        let answers = login_race(&[&a, &b], &user, 10);
+        let mut sessions = vec![first];
+        for (status, body) in &answers {
+            assert_eq!(*status, 200, "evict_oldest refuses no login: {body}");
+            sessions.push(Session::of(body));
+        }
+        assert_at_most_live(&a, &sessions, 2);
+        assert_at_most_live(&b, &sessions, 2);
+    }
+
+    fn concurrent_logins_spread_over_two_hosts_fill_exactly_the_free_places_when_rejecting() {
+        let db = shared_database();
+        let settings = [("PORTCULLIS_SESSION_LIMIT_POLICY", "reject")];
+        let a = TestApp::spawn_on(&db.url, &settings);
+        let b = TestApp::spawn_on(&db.url, &settings);
+        let (user, first) = register(&a);
+        let answers = login_race(&[&a, &b], &user, 10);
+        let granted = answers.iter().filter(|(status, _)| *status == 200).count();
+        for (status, body) in &answers {
+            assert!(
+                *status == 200 || (*status == 409 && body["code"] == "session_limit_reached"),
+                "a concurrent login got {status}: {body}"
+            );
+        }
+        assert_eq!(granted, 1, "one place was free: {answers:?}");
+        assert_live(&b, &first.access, "the first session");
+    }
+
     fn concurrent_logins_never_exceed_the_limit_when_rejecting() {
         let app = TestApp::spawn_with(&[("PORTCULLIS_SESSION_LIMIT_POLICY", "reject")]);
         let (user, first) = register(&app);
-        let answers = login_race(&app, &user, 10);
+        let answers = login_race(&[&app], &user, 10);
         let mut sessions = vec![first];
         for (status, body) in &answers {
             match status {
