@@ -168,6 +168,23 @@ fn all_pages(
     panic!("paging never ended after 200 pages of {path}");
 }
 
+/// Every id of `originals` is on one of the `pages`, and no id is on two.
+fn assert_each_listed_once<'a>(
+    pages: &[Vec<Value>],
+    originals: impl IntoIterator<Item = &'a String>,
+) {
+    let seen: Vec<String> = pages.iter().flat_map(|page| ids(page)).collect();
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "a user was listed twice: {seen:?}"
+    );
+    for id in originals {
+        assert!(seen.contains(id), "user {id} was skipped: {seen:?}");
+    }
+}
+
 fn ids(items: &[Value]) -> Vec<String> {
     items.iter().map(id_of).collect()
 }
@@ -527,16 +544,7 @@ api_tests! {
                 extra += 1;
             },
         );
-        let seen: Vec<String> = pages.iter().flat_map(|p| ids(p)).collect();
-        let unique: HashSet<&String> = seen.iter().collect();
-        assert_eq!(
-            unique.len(),
-            seen.len(),
-            "a user was listed twice: {seen:?}"
-        );
-        for id in &originals {
-            assert!(seen.contains(id), "user {id} was skipped: {seen:?}");
-        }
+        assert_each_listed_once(&pages, &originals);
     }
 
     /// Bad `limit` or `cursor` → 422.
@@ -1326,16 +1334,7 @@ api_tests! {
             done.store(true, std::sync::atomic::Ordering::SeqCst);
             pages
         });
-        let seen: Vec<String> = pages.iter().flat_map(|p| ids(p)).collect();
-        let unique: HashSet<&String> = seen.iter().collect();
-        assert_eq!(
-            unique.len(),
-            seen.len(),
-            "a user was listed twice: {seen:?}"
-        );
-        for id in &originals {
-            assert!(seen.contains(id), "user {id} was skipped: {seen:?}");
-        }
+        assert_each_listed_once(&pages, &originals);
     }
 
     /// Bad `limit` or `cursor` on the audit log → 422 like the user list.
