@@ -168,6 +168,15 @@ fn all_pages(
     panic!("paging never ended after 200 pages of {path}");
 }
 
+/// Each bad paging parameter (one per request) on `path` answers 422.
+fn assert_bad_paging_is_422(app: &TestApp, token: &str, path: &str, params: &[(&str, &str)]) {
+    for param in params {
+        let query = [*param];
+        let (status, body) = assert_client_error(admin_get(app, token, path, &query), "bad paging");
+        assert_eq!(status, 422, "{query:?}: {body}");
+    }
+}
+
 /// Every id of `originals` is on one of the `pages`, and no id is on two.
 fn assert_each_listed_once<'a>(
     pages: &[Vec<Value>],
@@ -552,16 +561,12 @@ api_tests! {
         let (app, token, _) = admin_app();
         // API.md gives no maximum limit: only clearly invalid ones are tried. The code
         // is not pinned for a bad cursor (validation_failed or a specific one).
-        for query in [
-            [("limit", "0")],
-            [("limit", "-1")],
-            [("limit", "ten")],
-            [("cursor", "not a cursor!")],
-        ] {
-            let (status, body) =
-                assert_client_error(admin_get(&app, &token, ADMIN_USERS, &query), "bad paging");
-            assert_eq!(status, 422, "{query:?}: {body}");
-        }
+        assert_bad_paging_is_422(
+            &app,
+            &token,
+            ADMIN_USERS,
+            &[("limit", "0"), ("limit", "-1"), ("limit", "ten"), ("cursor", "not a cursor!")],
+        );
     }
 
     /// Unknown user ids: 404 on GET, PATCH, DELETE and DELETE …/sessions.
@@ -1341,15 +1346,12 @@ api_tests! {
     /// (API.md gives the 422 only for the user list; the same paging rules are assumed.)
     fn admin_audit_rejects_bad_limit_and_cursor() {
         let (app, token, _) = admin_app();
-        for query in [
-            [("limit", "0")],
-            [("limit", "x")],
-            [("cursor", "not a cursor!")],
-        ] {
-            let (status, body) =
-                assert_client_error(admin_get(&app, &token, AUDIT, &query), "bad paging");
-            assert_eq!(status, 422, "{query:?}: {body}");
-        }
+        assert_bad_paging_is_422(
+            &app,
+            &token,
+            AUDIT,
+            &[("limit", "0"), ("limit", "x"), ("cursor", "not a cursor!")],
+        );
     }
 
     /// The wait after the 5th failure is a full second (2^0 s) wherever the clock's
