@@ -240,6 +240,14 @@ pub fn verify_access_token(app: &App<'_>, token: &str) -> Result<Authenticated, 
     sessions::authenticate(app, token)
 }
 
+/// Verifies an access token and reads its account (the typed API's
+/// `verify-access-token`); an account gone since the check is `InvalidToken`.
+pub fn verify_with_user(app: &App<'_>, token: &str) -> Result<(Authenticated, User), Error> {
+    let who = verify_access_token(app, token)?;
+    let user = users::find_by_id(app, &who.claims.sub)?.ok_or(Error::InvalidToken)?;
+    Ok((who, user))
+}
+
 /// Ends the session the access token belongs to.
 pub fn logout(app: &App<'_>, who: &Authenticated, client: &Client) -> Result<(), Error> {
     let claims = &who.claims;
@@ -421,6 +429,28 @@ mod tests {
         harness.env.advance(900);
         assert_eq!(
             verify_access_token(&app, &grant.access_token),
+            Err(Error::InvalidToken)
+        );
+    }
+
+    #[test]
+    fn verify_with_user_returns_the_account_until_logout() {
+        let harness = Harness::new(&[]);
+        let app = harness.app();
+        let grant = signed_in(
+            register(
+                &app,
+                &registration("john_doe", "john@example.com"),
+                &client(),
+            )
+            .unwrap(),
+        );
+        let (who, user) = verify_with_user(&app, &grant.access_token).unwrap();
+        assert_eq!(who.claims.sid, grant.session_id);
+        assert_eq!(user, grant.user);
+        logout(&app, &who, &client()).unwrap();
+        assert_eq!(
+            verify_with_user(&app, &grant.access_token),
             Err(Error::InvalidToken)
         );
     }

@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 
+use crate::account;
 use crate::app::App;
 use crate::auth::{self, Registered, Registration};
 use crate::db::Db;
 use crate::error::Error;
 use crate::http::{self, Body, Request, Response};
 use crate::ports::{self, Dialect, Rows, Statement, StoreError, Value};
-use crate::sessions::{Client, Grant};
+use crate::refresh;
+use crate::sessions::{self, Client, Grant, SessionView};
 use crate::settings::Settings;
 use crate::users::User;
 
@@ -295,14 +297,80 @@ impl wit_api::Guest for Component {
     }
 
     fn verify_access_token(token: String) -> Result<wit_api::VerifiedToken, wit_api::Error> {
-        with_app(|app| auth::verify_access_token(app, &token))
-            .map(|authenticated| wit_api::VerifiedToken {
+        with_app(|app| auth::verify_with_user(app, &token))
+            .map(|(authenticated, user)| wit_api::VerifiedToken {
                 user_id: authenticated.claims.sub,
                 username: authenticated.username,
                 session_id: authenticated.claims.sid,
                 expires_at: crate::app::rfc3339(authenticated.claims.exp),
+                user: to_wit_user(&user),
             })
             .map_err(to_wit_error)
+    }
+
+    fn refresh(
+        refresh_token: String,
+        client: wit_api::Client,
+    ) -> Result<wit_api::Tokens, wit_api::Error> {
+        with_app(|app| refresh::refresh(app, &refresh_token, &to_client(client)))
+            .map(to_wit_tokens)
+            .map_err(to_wit_error)
+    }
+
+    fn logout(access_token: String, client: wit_api::Client) -> Result<(), wit_api::Error> {
+        with_app(|app| {
+            let who = auth::verify_access_token(app, &access_token)?;
+            auth::logout(app, &who, &to_client(client))
+        })
+        .map_err(to_wit_error)
+    }
+
+    fn logout_all(access_token: String, client: wit_api::Client) -> Result<(), wit_api::Error> {
+        with_app(|app| {
+            let who = auth::verify_access_token(app, &access_token)?;
+            auth::logout_all(app, &who, &to_client(client))
+        })
+        .map_err(to_wit_error)
+    }
+
+    fn list_sessions(access_token: String) -> Result<Vec<wit_api::Session>, wit_api::Error> {
+        with_app(|app| {
+            let who = auth::verify_access_token(app, &access_token)?;
+            sessions::list(app, &who.claims.sub, &who.claims.sid)
+        })
+        .map(|views| views.into_iter().map(to_wit_session).collect())
+        .map_err(to_wit_error)
+    }
+
+    fn revoke_session(
+        access_token: String,
+        session_id: String,
+        client: wit_api::Client,
+    ) -> Result<(), wit_api::Error> {
+        with_app(|app| {
+            let who = auth::verify_access_token(app, &access_token)?;
+            auth::revoke_session(app, &who, &session_id, &to_client(client))
+        })
+        .map_err(to_wit_error)
+    }
+
+    fn change_password(
+        access_token: String,
+        current_password: String,
+        new_password: String,
+        client: wit_api::Client,
+    ) -> Result<(), wit_api::Error> {
+        with_app(|app| {
+            let who = auth::verify_access_token(app, &access_token)?;
+            account::change_password(
+                app,
+                &who,
+                &current_password,
+                &new_password,
+                &to_client(client),
+            )
+        })
+        .map_err(to_wit_error)
     }
 
     fn create_admin(
@@ -377,6 +445,18 @@ fn to_wit_user(user: &User) -> wit_api::User {
     }
 }
 
+fn to_wit_session(view: SessionView) -> wit_api::Session {
+    wit_api::Session {
+        id: view.id,
+        device_info: view.device_info,
+        ip_address: view.ip_address,
+        created_at: view.created_at,
+        last_active_at: view.last_active_at,
+        expires_at: view.expires_at,
+        is_current: view.is_current,
+    }
+}
+
 fn to_wit_tokens(grant: Grant) -> wit_api::Tokens {
     wit_api::Tokens {
         access_token: grant.access_token,
@@ -410,6 +490,8 @@ fn to_wit_error(error: Error) -> wit_api::Error {
         Error::SessionLimitReached => wit_api::Error::SessionLimitReached,
         Error::RateLimited { retry_after } => wit_api::Error::RateLimited(retry_after),
         Error::Unauthorized | Error::InvalidToken => wit_api::Error::InvalidToken,
+        Error::InvalidRefreshToken => wit_api::Error::InvalidRefreshToken,
+        Error::RefreshTokenReused => wit_api::Error::RefreshTokenReused,
         Error::NotFound => wit_api::Error::NotFound,
         Error::Forbidden => wit_api::Error::Forbidden,
         Error::Unavailable(reason) => wit_api::Error::Unavailable(reason),

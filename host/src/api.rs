@@ -171,6 +171,12 @@ pub enum ApiError {
     /// The token is malformed, forged, expired or revoked.
     #[component(name = "invalid-token")]
     InvalidToken,
+    /// The refresh token is unknown, expired or its session is gone.
+    #[component(name = "invalid-refresh-token")]
+    InvalidRefreshToken,
+    /// A spent refresh token was presented again; its session is revoked.
+    #[component(name = "refresh-token-reused")]
+    RefreshTokenReused,
     /// No such account.
     #[component(name = "not-found")]
     NotFound,
@@ -204,6 +210,8 @@ impl fmt::Display for ApiError {
             ApiError::SessionLimitReached => f.write_str("the session limit is reached"),
             ApiError::RateLimited(seconds) => write!(f, "rate limited for {seconds} s"),
             ApiError::InvalidToken => f.write_str("invalid token"),
+            ApiError::InvalidRefreshToken => f.write_str("invalid refresh token"),
+            ApiError::RefreshTokenReused => f.write_str("refresh token reused"),
             ApiError::NotFound => f.write_str("not found"),
             ApiError::Forbidden => f.write_str("forbidden"),
             ApiError::Unavailable(reason) => write!(f, "the database is unavailable: {reason}"),
