@@ -1,19 +1,24 @@
 //! One function per endpoint: read the request, call the domain, shape the answer.
 
-use serde_json::{Value, json};
-
 use super::body::json_object;
+use super::model::{
+    Accepted, AdminUserChange, AuditPage, ChangePasswordRequest, DeleteAccountRequest, EmailRules,
+    ForgotPasswordRequest, Health, HealthProblem, Jwks, LoginRequest, MobileRules, OAuthError,
+    OAuthToken, PasswordRules, Problem, ProfileUpdate, RefreshRequest, RegisterRequest, Registered,
+    ResetPasswordRequest, SessionList, SessionRules, TokenForm, TokenInfo, TokenResponse,
+    TokenRules, User, UserPage, UsernameRules, ValidationRules, VerifyEmailRequest,
+};
 use super::oauth;
-use super::problem::problem;
+use super::problem::PROBLEM_JSON;
 use super::{Request, Response, header};
 use crate::account::{self, ProfileChange};
 use crate::admin;
 use crate::app::{App, rfc3339};
-use crate::auth::{self, Registered, Registration};
+use crate::auth::{self, Registered as Registered_, Registration};
 use crate::error::Error;
 use crate::keys;
 use crate::refresh;
-use crate::sessions::{self, Authenticated, Client, Grant};
+use crate::sessions::{self, Authenticated, Client};
 use crate::settings::{JwtAlgorithm, PASSWORD_MAX_LENGTH, PasswordPolicy};
 use crate::validation;
 
@@ -50,107 +55,129 @@ impl Context<'_> {
     }
 }
 
-/// `GET /health`
+/// Liveness and database reachability.
+#[utoipa::path(get, path = "/health", tag = "service", responses(
+    (status = 200, description = "The service and its database are up.", body = Health),
+    (status = 503, description = "The database is unreachable.", body = HealthProblem,
+        content_type = "application/problem+json"),
+))]
 pub fn health(context: &Context<'_>) -> Result<Response, Error> {
     let version = env!("CARGO_PKG_VERSION");
     match context.app.db.query("SELECT 1", &[]) {
         Ok(_) => Ok(Response::json(
             200,
-            &json!({"status": "ok", "database": "ok", "version": version}),
+            &Health {
+                status: "ok",
+                database: "ok",
+                version,
+            },
         )),
-        Err(error) => {
-            let mut answer = problem(&error);
-            answer.status = 503;
-            answer.body = json!({
-                "type": "urn:portcullis:problem:unavailable",
-                "title": "Service unavailable",
-                "status": 503,
-                "detail": "The database is unreachable.",
-                "code": "unavailable",
-                "database": "unavailable",
-                "version": version,
-            })
-            .to_string()
-            .into_bytes();
-            Ok(answer)
+        Err(_) => {
+            let unavailable = Error::Unavailable("the health check failed".into());
+            let body = HealthProblem {
+                problem: Problem::from(&unavailable),
+                database: "unavailable",
+                version,
+            };
+            Ok(Response::serialized(503, PROBLEM_JSON, &body))
         }
     }
 }
 
-/// `GET /.well-known/jwks.json`
+/// The public keys that verify access tokens (empty under HS256).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "tokens", responses(
+    (status = 200, description = "The JWK set; under EdDSA every key that signed a \
+        token still valid, by `kid`.", body = Jwks),
+))]
 pub fn jwks(context: &Context<'_>) -> Result<Response, Error> {
-    Ok(Response::json(200, &keys::jwks(context.app)?))
+    let keys: Jwks = serde_json::from_value(keys::jwks(context.app)?)
+        .map_err(|error| Error::Internal(format!("JWKS shape: {error}")))?;
+    Ok(Response::json(200, &keys))
 }
 
-/// `GET /api/v1/validation-rules`
+/// The live validation rules and token and session settings.
+#[utoipa::path(get, path = "/api/v1/validation-rules", tag = "service", responses(
+    (status = 200, description = "The rules registration and profile changes apply.",
+        body = ValidationRules),
+))]
 pub fn validation_rules(context: &Context<'_>) -> Result<Response, Error> {
     let settings = context.app.settings;
     let complex = settings.password_policy == PasswordPolicy::Complex;
-    let body = json!({
-        "username": {
-            "min_length": validation::USERNAME_MIN,
-            "max_length": validation::USERNAME_MAX,
-            "pattern": "^[A-Za-z0-9_]+$",
-            "unique": "case_insensitive",
+    let body = ValidationRules {
+        username: UsernameRules {
+            min_length: validation::USERNAME_MIN,
+            max_length: validation::USERNAME_MAX,
+            pattern: "^[A-Za-z0-9_]+$",
+            unique: "case_insensitive",
         },
-        "email": {
-            "max_length": validation::EMAIL_MAX,
-            "stored_lowercase": true,
-            "unique": true,
+        email: EmailRules {
+            max_length: validation::EMAIL_MAX,
+            stored_lowercase: true,
+            unique: true,
         },
-        "mobile_number": {
-            "required": false,
-            "pattern": "^\\+?[0-9]{10,15}$",
-            "ignored_characters": " -()",
-            "unique": true,
+        mobile_number: MobileRules {
+            required: false,
+            pattern: "^\\+?[0-9]{10,15}$",
+            ignored_characters: " -()",
+            unique: true,
         },
-        "password": {
-            "policy": if complex { "complex" } else { "nist" },
-            "min_length": settings.password_min_length,
-            "max_length": PASSWORD_MAX_LENGTH,
-            "require_uppercase": complex,
-            "require_lowercase": complex,
-            "require_digit": complex,
-            "require_special": complex,
-            "ascii_only": complex,
-            "common_password_check": true,
-            "common_password_count": validation::common_password_count(),
-            "disallow_identifiers": true,
+        password: PasswordRules {
+            policy: if complex { "complex" } else { "nist" },
+            min_length: settings.password_min_length,
+            max_length: PASSWORD_MAX_LENGTH,
+            require_uppercase: complex,
+            require_lowercase: complex,
+            require_digit: complex,
+            require_special: complex,
+            ascii_only: complex,
+            common_password_check: true,
+            common_password_count: validation::common_password_count(),
+            disallow_identifiers: true,
         },
-        "tokens": {
-            "algorithm": match settings.jwt_algorithm {
+        tokens: TokenRules {
+            algorithm: match settings.jwt_algorithm {
                 JwtAlgorithm::Hs256 => "HS256",
                 JwtAlgorithm::EdDsa => "EdDSA",
             },
-            "issuer": settings.jwt_issuer,
-            "audience": settings.jwt_audience,
-            "access_ttl": settings.access_ttl,
-            "refresh_ttl": settings.refresh_ttl,
-            "clock_skew": settings.clock_skew,
-            "refresh_reuse_grace": settings.refresh_reuse_grace,
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+            access_ttl: settings.access_ttl,
+            refresh_ttl: settings.refresh_ttl,
+            clock_skew: settings.clock_skew,
+            refresh_reuse_grace: settings.refresh_reuse_grace,
         },
-        "sessions": {
-            "max_sessions": settings.max_sessions,
-            "limit_policy": match settings.session_limit_policy {
+        sessions: SessionRules {
+            max_sessions: settings.max_sessions,
+            limit_policy: match settings.session_limit_policy {
                 crate::settings::SessionLimitPolicy::EvictOldest => "evict_oldest",
                 crate::settings::SessionLimitPolicy::Reject => "reject",
             },
         },
-        "require_email_verification": settings.require_email_verification,
-        "max_body_bytes": settings.max_body_bytes,
-    });
+        require_email_verification: settings.require_email_verification,
+        max_body_bytes: settings.max_body_bytes,
+    };
     Ok(Response::json(200, &body))
 }
 
-/// `POST /api/v1/auth/register`
+/// Creates an account.
+///
+/// Signs in at once (token response plus `verification_required: false`), unless email
+/// verification is required: then only the user and `verification_required: true`.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered.", body = Registered),
+        (status = 409, description = "`username_taken`, `email_taken` or `mobile_taken`."),
+    ))]
 pub fn register(context: &Context<'_>) -> Result<Response, Error> {
     let app = context.app;
     let mut body = json_object(context.request, app.settings.max_body_bytes)?;
+    let request = RegisterRequest::read(&mut body);
     let input = Registration {
-        username: body.string("username").unwrap_or_default(),
-        email: body.string("email").unwrap_or_default(),
-        password: body.string("password").unwrap_or_default(),
-        mobile_number: body.string("mobile_number"),
+        username: request.username,
+        email: request.email,
+        password: request.password,
+        mobile_number: request.mobile_number,
     };
     if !body.type_errors.is_empty() {
         let mut errors = body.type_errors.clone();
@@ -161,197 +188,294 @@ pub fn register(context: &Context<'_>) -> Result<Response, Error> {
         );
         return Err(Error::Validation(errors));
     }
-    match auth::register(app, &input, &context.client(None))? {
-        Registered::SignedIn(grant) => {
-            let mut answer = token_body(&grant);
-            answer["verification_required"] = json!(false);
-            Ok(Response::json(201, &answer))
-        }
-        Registered::VerificationRequired(user) => Ok(Response::json(
-            201,
-            &json!({"user": user.public(), "verification_required": true}),
-        )),
-    }
+    let answer = match auth::register(app, &input, &context.client(None))? {
+        Registered_::SignedIn(grant) => Registered::signed_in(&grant),
+        Registered_::VerificationRequired(user) => Registered::pending(user.public()),
+    };
+    Ok(Response::json(201, &answer))
 }
 
-/// `POST /api/v1/auth/login`
+/// Logs in with a username, an email address or a mobile number.
+///
+/// Opens a session (under the device limit) and answers the token response.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in.", body = TokenResponse),
+        (status = 401, description = "`invalid_credentials` (the same answer whether or not \
+            the account exists)."),
+        (status = 403, description = "`email_not_verified` or `account_disabled`."),
+        (status = 409, description = "`session_limit_reached` (policy `reject`)."),
+    ))]
 pub fn login(context: &Context<'_>) -> Result<Response, Error> {
     let app = context.app;
     let mut body = json_object(context.request, app.settings.max_body_bytes)?;
-    let login = body.string("login").unwrap_or_default();
-    let password = body.string("password").unwrap_or_default();
-    let device_name = body.string("device_name");
+    let request = LoginRequest::read(&mut body);
     if !body.type_errors.is_empty() {
         return Err(Error::Validation(body.type_errors));
     }
-    let grant = auth::login(app, &login, &password, &context.client(device_name))?;
-    Ok(Response::json(200, &token_body(&grant)))
+    let client = context.client(request.device_name);
+    let grant = auth::login(app, &request.login, &request.password, &client)?;
+    Ok(Response::json(200, &TokenResponse::from(&grant)))
 }
 
-/// `GET /api/v1/auth/verify`
+/// Checks the bearer token and says whose it is.
+#[utoipa::path(get, path = "/api/v1/auth/verify", tag = "tokens",
+    security(("bearer" = []), ("oauth2" = [])),
+    responses((status = 200, description = "The token is valid.", body = TokenInfo)))]
 pub fn verify(context: &Context<'_>) -> Result<Response, Error> {
     let authenticated = context.authenticate()?;
     let claims = &authenticated.claims;
     Ok(Response::json(
         200,
-        &json!({
-            "valid": true,
-            "user_id": claims.sub,
-            "username": authenticated.username,
-            "session_id": claims.sid,
-            "expires_at": rfc3339(claims.exp),
-        }),
+        &TokenInfo {
+            valid: true,
+            user_id: claims.sub.clone(),
+            username: authenticated.username.clone(),
+            session_id: claims.sid.clone(),
+            expires_at: rfc3339(claims.exp),
+        },
     ))
 }
 
-/// `GET /api/v1/users/me`
+/// The caller's account.
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "account",
+    security(("bearer" = []), ("oauth2" = [])),
+    responses((status = 200, description = "The user.", body = User)))]
 pub fn me(context: &Context<'_>) -> Result<Response, Error> {
     let authenticated = context.authenticate()?;
     let user =
         auth::get_user(context.app, &authenticated.claims.sub).map_err(|_| Error::InvalidToken)?;
-    Ok(Response::json(200, &json!(user.public())))
+    Ok(Response::json(200, &User::from(user.public())))
 }
 
-/// `POST /api/v1/auth/refresh`
+/// Trades a refresh token for new tokens (rotation).
+///
+/// Every refresh answers a **new** refresh token: store it and forget the old one.
+/// Presenting a spent token again answers 401 `refresh_token_reused` and revokes the
+/// whole session (unless within `PORTCULLIS_REFRESH_REUSE_GRACE` seconds, when it gets
+/// the same successor). Refresh before `expires_in` ends, or on a 401 `invalid_token`.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens; the old refresh token is spent.",
+            body = TokenResponse),
+        (status = 401, description = "`invalid_refresh_token` or `refresh_token_reused` \
+            (the session is now revoked: log in again)."),
+        (status = 403, description = "`account_disabled`."),
+    ))]
 pub fn refresh(context: &Context<'_>) -> Result<Response, Error> {
     let app = context.app;
-    let token =
-        json_object(context.request, app.settings.max_body_bytes)?.required("refresh_token")?;
-    let grant = refresh::refresh(app, &token, &context.client(None))?;
-    Ok(Response::json(200, &token_body(&grant)))
+    let mut body = json_object(context.request, app.settings.max_body_bytes)?;
+    let request = RefreshRequest::read(&mut body)?;
+    let grant = refresh::refresh(app, &request.refresh_token, &context.client(None))?;
+    Ok(Response::json(200, &TokenResponse::from(&grant)))
 }
 
-/// `POST /api/v1/auth/token`: OAuth2 with its own error format (RFC 6749 §5).
+/// OAuth2 token endpoint (RFC 6749): `password` and `refresh_token` grants.
+///
+/// Form-encoded. The docs page's "Authorize" button uses it. Refresh tokens rotate as
+/// with `/api/v1/auth/refresh`: each answer carries a new one, the old one is spent.
+#[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "RFC 6749 §5.1 token response.", body = OAuthToken),
+        (status = 400, description = "RFC 6749 §5.2 error.", body = OAuthError),
+        (status = 413, description = "`payload_too_large`."),
+    ))]
 pub fn token(context: &Context<'_>) -> Result<Response, Error> {
     oauth::token(context.app, context.request, &context.client(None))
 }
 
-/// `POST /api/v1/auth/logout`
+/// Logs out: this session's access and refresh tokens stop working at once.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    security(("bearer" = []), ("oauth2" = [])),
+    responses((status = 204, description = "Logged out.")))]
 pub fn logout(context: &Context<'_>) -> Result<Response, Error> {
     let who = context.authenticate()?;
     auth::logout(context.app, &who, &context.client(None))?;
     Ok(Response::empty(204))
 }
 
-/// `POST /api/v1/auth/logout-all`
+/// Revokes every session of the user.
+#[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth",
+    security(("bearer" = []), ("oauth2" = [])),
+    responses((status = 204, description = "Every session is revoked.")))]
 pub fn logout_all(context: &Context<'_>) -> Result<Response, Error> {
     let who = context.authenticate()?;
     auth::logout_all(context.app, &who, &context.client(None))?;
     Ok(Response::empty(204))
 }
 
-/// `GET /api/v1/sessions`
+/// The user's live sessions, newest first.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions",
+    security(("bearer" = []), ("oauth2" = [])),
+    responses((status = 200, description = "The sessions.", body = SessionList)))]
 pub fn list_sessions(context: &Context<'_>) -> Result<Response, Error> {
     let who = context.authenticate()?;
     let sessions = sessions::list(context.app, &who.claims.sub, &who.claims.sid)?;
     Ok(Response::json(
         200,
-        &json!({
-            "session_count": sessions.len(),
-            "sessions": sessions,
-            "max_sessions": context.app.settings.max_sessions,
-        }),
+        &SessionList {
+            session_count: sessions.len(),
+            sessions: sessions.into_iter().map(Into::into).collect(),
+            max_sessions: context.app.settings.max_sessions,
+        },
     ))
 }
 
-/// `DELETE /api/v1/sessions/{id}`
+/// Revokes one of the user's sessions.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions",
+    security(("bearer" = []), ("oauth2" = [])),
+    params(("id" = String, Path, description = "A session id.")),
+    responses(
+        (status = 204, description = "The session is revoked."),
+        (status = 404, description = "`not_found` (also for another user's session)."),
+    ))]
 pub fn revoke_session(context: &Context<'_>) -> Result<Response, Error> {
     let who = context.authenticate()?;
-    let session_id = context.params.first().ok_or(Error::NotFound)?;
+    let session_id = path_id(context)?;
     auth::revoke_session(context.app, &who, session_id, &context.client(None))?;
     Ok(Response::empty(204))
 }
 
-/// The token response of API.md §3.
-pub fn token_body(grant: &Grant) -> Value {
-    json!({
-        "access_token": grant.access_token,
-        "token_type": "Bearer",
-        "expires_in": grant.expires_in,
-        "refresh_token": grant.refresh_token,
-        "refresh_expires_in": grant.refresh_expires_in,
-        "session_id": grant.session_id,
-        "user": grant.user.public(),
-    })
-}
-
-/// `POST /api/v1/auth/email/verify-request`
+/// Mails a new verification link to the user's address.
+#[utoipa::path(post, path = "/api/v1/auth/email/verify-request", tag = "account",
+    security(("bearer" = []), ("oauth2" = [])),
+    responses(
+        (status = 202, description = "A verification link is mailed.", body = Accepted),
+        (status = 409, description = "`already_verified`."),
+    ))]
 pub fn verify_request(context: &Context<'_>) -> Result<Response, Error> {
     let who = context.authenticate()?;
     account::request_verification(context.app, &who, &context.client(None))?;
     Ok(Response::json(
         202,
-        &json!({"status": "verification_mail_queued"}),
+        &Accepted {
+            status: "verification_mail_queued",
+        },
     ))
 }
 
-/// `POST /api/v1/auth/email/verify`
+/// Verifies the email address with the token of the mailed link.
+#[utoipa::path(post, path = "/api/v1/auth/email/verify", tag = "account",
+    request_body = VerifyEmailRequest,
+    responses(
+        (status = 200, description = "The user, `email_verified: true`.", body = User),
+        (status = 400, description = "`invalid_verification_token` (unknown, expired or \
+            used), or `invalid_json`."),
+    ))]
 pub fn verify_email(context: &Context<'_>) -> Result<Response, Error> {
     let app = context.app;
-    let token = json_object(context.request, app.settings.max_body_bytes)?.required("token")?;
-    let user = account::verify_email(app, &token, &context.client(None))?;
-    Ok(Response::json(200, &json!(user.public())))
+    let mut body = json_object(context.request, app.settings.max_body_bytes)?;
+    let request = VerifyEmailRequest::read(&mut body)?;
+    let user = account::verify_email(app, &request.token, &context.client(None))?;
+    Ok(Response::json(200, &User::from(user.public())))
 }
 
-/// `POST /api/v1/auth/password/forgot`
+/// Mails a password-reset link, if the address is registered.
+#[utoipa::path(post, path = "/api/v1/auth/password/forgot", tag = "account",
+    request_body = ForgotPasswordRequest,
+    responses(
+        (status = 202, description = "The same answer whether or not the address is known.",
+            body = Accepted),
+    ))]
 pub fn forgot_password(context: &Context<'_>) -> Result<Response, Error> {
     let app = context.app;
     let mut body = json_object(context.request, app.settings.max_body_bytes)?;
-    let email = body.string("email").unwrap_or_default();
-    body.check_types()?;
-    account::forgot_password(app, &email, &context.client(None))?;
+    let request = ForgotPasswordRequest::read(&mut body)?;
+    account::forgot_password(app, &request.email, &context.client(None))?;
     Ok(Response::json(
         202,
-        &json!({"status": "if_the_address_is_registered_a_reset_mail_is_on_its_way"}),
+        &Accepted {
+            status: "if_the_address_is_registered_a_reset_mail_is_on_its_way",
+        },
     ))
 }
 
-/// `POST /api/v1/auth/password/reset`
+/// Sets a new password with the token of the mailed link; every session is revoked.
+#[utoipa::path(post, path = "/api/v1/auth/password/reset", tag = "account",
+    request_body = ResetPasswordRequest,
+    responses(
+        (status = 204, description = "The password is changed."),
+        (status = 400, description = "`invalid_reset_token` (unknown, expired or used), or \
+            `invalid_json`."),
+    ))]
 pub fn reset_password(context: &Context<'_>) -> Result<Response, Error> {
     let app = context.app;
     let mut body = json_object(context.request, app.settings.max_body_bytes)?;
-    let token = body.string("token").unwrap_or_default();
-    let new_password = body.string("new_password").unwrap_or_default();
-    body.check_types()?;
-    account::reset_password(app, &token, &new_password, &context.client(None))?;
+    let request = ResetPasswordRequest::read(&mut body)?;
+    account::reset_password(
+        app,
+        &request.token,
+        &request.new_password,
+        &context.client(None),
+    )?;
     Ok(Response::empty(204))
 }
 
-/// `PATCH /api/v1/users/me`
+/// Changes the caller's username, email address or mobile number.
+#[utoipa::path(patch, path = "/api/v1/users/me", tag = "account",
+    security(("bearer" = []), ("oauth2" = [])),
+    request_body = ProfileUpdate,
+    responses(
+        (status = 200, description = "The user; a new email is unverified and gets a \
+            verification mail.", body = User),
+        (status = 409, description = "`username_taken`, `email_taken` or `mobile_taken`."),
+    ))]
 pub fn update_me(context: &Context<'_>) -> Result<Response, Error> {
     let who = context.authenticate()?;
     let app = context.app;
     let mut body = json_object(context.request, app.settings.max_body_bytes)?;
+    let request = ProfileUpdate::read(&mut body)?;
     let change = ProfileChange {
-        username: body.change("username"),
-        email: body.change("email"),
-        mobile_number: body.change("mobile_number"),
+        username: request.username,
+        email: request.email,
+        mobile_number: request.mobile_number,
     };
-    body.check_types()?;
     let user = account::update_profile(app, &who, &change, &context.client(None))?;
-    Ok(Response::json(200, &json!(user.public())))
+    Ok(Response::json(200, &User::from(user.public())))
 }
 
-/// `DELETE /api/v1/users/me`
+/// Deletes the caller's account and its sessions; the password confirms.
+#[utoipa::path(delete, path = "/api/v1/users/me", tag = "account",
+    security(("bearer" = []), ("oauth2" = [])),
+    request_body = DeleteAccountRequest,
+    responses(
+        (status = 204, description = "The account is gone."),
+        (status = 401, description = "`invalid_credentials` (wrong password), or no valid \
+            token."),
+    ))]
 pub fn delete_me(context: &Context<'_>) -> Result<Response, Error> {
     let who = context.authenticate()?;
     let app = context.app;
     let mut body = json_object(context.request, app.settings.max_body_bytes)?;
-    let password = body.string("password").unwrap_or_default();
-    body.check_types()?;
-    account::delete_account(app, &who, &password, &context.client(None))?;
+    let request = DeleteAccountRequest::read(&mut body)?;
+    account::delete_account(app, &who, &request.password, &context.client(None))?;
     Ok(Response::empty(204))
 }
 
-/// `POST /api/v1/users/me/password`
+/// Changes the caller's password; every other session is revoked.
+#[utoipa::path(post, path = "/api/v1/users/me/password", tag = "account",
+    security(("bearer" = []), ("oauth2" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "The password is changed."),
+        (status = 401, description = "`invalid_credentials` (wrong current password), or no \
+            valid token."),
+    ))]
 pub fn change_password(context: &Context<'_>) -> Result<Response, Error> {
     let who = context.authenticate()?;
     let app = context.app;
     let mut body = json_object(context.request, app.settings.max_body_bytes)?;
-    let current = body.string("current_password").unwrap_or_default();
-    let new_password = body.string("new_password").unwrap_or_default();
-    body.check_types()?;
-    account::change_password(app, &who, &current, &new_password, &context.client(None))?;
+    let request = ChangePasswordRequest::read(&mut body)?;
+    account::change_password(
+        app,
+        &who,
+        &request.current_password,
+        &request.new_password,
+        &context.client(None),
+    )?;
     Ok(Response::empty(204))
 }
 
@@ -370,7 +494,20 @@ fn path_id<'c>(context: &'c Context<'_>) -> Result<&'c str, Error> {
         .ok_or(Error::NotFound)
 }
 
-/// `GET /api/v1/admin/users?q=&limit=&cursor=`
+/// Lists users (admin), with search and key-based pagination.
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin",
+    security(("bearer" = []), ("oauth2" = [])),
+    params(
+        ("q" = Option<String>, Query, description = "Search in username, email and mobile."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
+            description = "Page size (default 50)."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the last page."),
+    ),
+    responses(
+        (status = 200, description = "A page of users.", body = UserPage),
+        (status = 403, description = "`forbidden`: not an admin."),
+        (status = 422, description = "`validation_failed`: a bad `limit` or `cursor`."),
+    ))]
 pub fn admin_list_users(context: &Context<'_>) -> Result<Response, Error> {
     admin(context)?;
     let request = context.request;
@@ -383,33 +520,61 @@ pub fn admin_list_users(context: &Context<'_>) -> Result<Response, Error> {
     )?;
     Ok(Response::json(
         200,
-        &json!({"users": page.items, "next_cursor": page.next_cursor}),
+        &UserPage {
+            users: page.items.into_iter().map(|user| user.into()).collect(),
+            next_cursor: page.next_cursor,
+        },
     ))
 }
 
-/// `GET /api/v1/admin/users/{id}`
+/// One user (admin).
+#[utoipa::path(get, path = "/api/v1/admin/users/{id}", tag = "admin",
+    security(("bearer" = []), ("oauth2" = [])),
+    params(("id" = String, Path, description = "A user id.")),
+    responses(
+        (status = 200, description = "The user.", body = User),
+        (status = 403, description = "`forbidden`: not an admin."),
+        (status = 404, description = "`not_found`."),
+    ))]
 pub fn admin_get_user(context: &Context<'_>) -> Result<Response, Error> {
     admin(context)?;
     let user = admin::get_user(context.app, path_id(context)?)?;
-    Ok(Response::json(200, &json!(user.public())))
+    Ok(Response::json(200, &User::from(user.public())))
 }
 
-/// `PATCH /api/v1/admin/users/{id}`
+/// Changes a user's flags (admin); deactivating revokes every session at once.
+#[utoipa::path(patch, path = "/api/v1/admin/users/{id}", tag = "admin",
+    security(("bearer" = []), ("oauth2" = [])),
+    params(("id" = String, Path, description = "A user id.")),
+    request_body = AdminUserChange,
+    responses(
+        (status = 200, description = "The user.", body = User),
+        (status = 403, description = "`forbidden`: not an admin."),
+        (status = 404, description = "`not_found`."),
+    ))]
 pub fn admin_update_user(context: &Context<'_>) -> Result<Response, Error> {
     let actor = admin(context)?;
     let mut body = json_object(context.request, context.app.settings.max_body_bytes)?;
+    let request = AdminUserChange::read(&mut body)?;
     let change = admin::UserChange {
-        is_active: body.boolean("is_active"),
-        is_admin: body.boolean("is_admin"),
-        email_verified: body.boolean("email_verified"),
+        is_active: request.is_active,
+        is_admin: request.is_admin,
+        email_verified: request.email_verified,
     };
-    body.check_types()?;
     let id = path_id(context)?;
     let user = admin::update_user(context.app, &actor, id, &change, &context.client(None))?;
-    Ok(Response::json(200, &json!(user.public())))
+    Ok(Response::json(200, &User::from(user.public())))
 }
 
-/// `DELETE /api/v1/admin/users/{id}`
+/// Deletes a user and their sessions (admin).
+#[utoipa::path(delete, path = "/api/v1/admin/users/{id}", tag = "admin",
+    security(("bearer" = []), ("oauth2" = [])),
+    params(("id" = String, Path, description = "A user id.")),
+    responses(
+        (status = 204, description = "The user is gone."),
+        (status = 403, description = "`forbidden`: not an admin."),
+        (status = 404, description = "`not_found`."),
+    ))]
 pub fn admin_delete_user(context: &Context<'_>) -> Result<Response, Error> {
     let actor = admin(context)?;
     admin::delete_user(
@@ -421,7 +586,15 @@ pub fn admin_delete_user(context: &Context<'_>) -> Result<Response, Error> {
     Ok(Response::empty(204))
 }
 
-/// `DELETE /api/v1/admin/users/{id}/sessions`
+/// Revokes every session of a user (admin).
+#[utoipa::path(delete, path = "/api/v1/admin/users/{id}/sessions", tag = "admin",
+    security(("bearer" = []), ("oauth2" = [])),
+    params(("id" = String, Path, description = "A user id.")),
+    responses(
+        (status = 204, description = "Every session of the user is revoked."),
+        (status = 403, description = "`forbidden`: not an admin."),
+        (status = 404, description = "`not_found`."),
+    ))]
 pub fn admin_revoke_sessions(context: &Context<'_>) -> Result<Response, Error> {
     let actor = admin(context)?;
     admin::revoke_sessions(
@@ -433,7 +606,21 @@ pub fn admin_revoke_sessions(context: &Context<'_>) -> Result<Response, Error> {
     Ok(Response::empty(204))
 }
 
-/// `GET /api/v1/admin/audit?user_id=&event=&limit=&cursor=`
+/// The audit log (admin), newest first.
+#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "admin",
+    security(("bearer" = []), ("oauth2" = [])),
+    params(
+        ("user_id" = Option<String>, Query, description = "Only events about this user."),
+        ("event" = Option<String>, Query, description = "Only this event, e.g. `login`."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
+            description = "Page size (default 50)."),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the last page."),
+    ),
+    responses(
+        (status = 200, description = "A page of events.", body = AuditPage),
+        (status = 403, description = "`forbidden`: not an admin."),
+        (status = 422, description = "`validation_failed`: a bad `limit` or `cursor`."),
+    ))]
 pub fn admin_audit(context: &Context<'_>) -> Result<Response, Error> {
     admin(context)?;
     let request = context.request;
@@ -447,6 +634,9 @@ pub fn admin_audit(context: &Context<'_>) -> Result<Response, Error> {
     )?;
     Ok(Response::json(
         200,
-        &json!({"events": page.items, "next_cursor": page.next_cursor}),
+        &AuditPage {
+            events: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+        },
     ))
 }

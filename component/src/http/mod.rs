@@ -6,8 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 
 mod body;
 mod cors;
+mod docs;
 mod handlers;
+mod model;
 mod oauth;
+mod openapi;
 mod pages;
 mod problem;
 mod router;
@@ -108,6 +111,9 @@ fn parse_ip(text: &str) -> Option<IpAddr> {
         .ok()
 }
 
+/// The answer when a body cannot be serialised (which our types rule out).
+const UNSERIALISABLE: &str = r#"{"type":"urn:portcullis:problem:internal","title":"Internal server error","status":500,"detail":"An internal error occurred.","code":"internal"}"#;
+
 /// A response ready to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
@@ -118,11 +124,24 @@ pub struct Response {
 
 impl Response {
     /// A JSON response.
-    pub fn json(status: u16, value: &serde_json::Value) -> Response {
-        Response {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: value.to_string().into_bytes(),
+    pub fn json(status: u16, value: &impl serde::Serialize) -> Response {
+        Response::serialized(status, "application/json", value)
+    }
+
+    /// A response whose body is `value` as JSON, of the media type given. Our bodies
+    /// always serialise; should one not, the answer is a fixed 500 problem.
+    pub fn serialized(status: u16, media_type: &str, value: &impl serde::Serialize) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response {
+                status,
+                headers: vec![("content-type".into(), media_type.into())],
+                body,
+            },
+            Err(_) => Response {
+                status: 500,
+                headers: vec![("content-type".into(), problem::PROBLEM_JSON.into())],
+                body: UNSERIALISABLE.as_bytes().to_vec(),
+            },
         }
     }
 

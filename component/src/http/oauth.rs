@@ -2,8 +2,7 @@
 //! request and answer formats of RFC 6749 §4.3, §6 and §5.1–5.2, so standard OAuth2
 //! clients (and the docs page's "Authorize" button) work.
 
-use serde_json::json;
-
+use super::model::{OAuthError as ErrorBody, OAuthToken, TokenForm};
 use super::{Body, Request, Response, header};
 use crate::app::App;
 use crate::auth;
@@ -68,21 +67,30 @@ fn grant(
             None => Ok(first.filter(|value| !value.is_empty())),
         }
     };
-    let required = |name: &str, missing: &'static str| -> Result<&str, OAuthError> {
-        param(name)?.ok_or(OAuthError::InvalidRequest(missing))
+    let form = TokenForm {
+        grant_type: param("grant_type")?
+            .ok_or(OAuthError::InvalidRequest("grant_type is required"))?,
+        username: param("username")?,
+        password: param("password")?,
+        refresh_token: param("refresh_token")?,
     };
-    match required("grant_type", "grant_type is required")? {
+    match form.grant_type {
         "password" => {
-            let username = required("username", "username is required")?;
-            let password = required("password", "password is required")?;
+            let username = required(form.username, "username is required")?;
+            let password = required(form.password, "password is required")?;
             auth::login(app, username, password, client).map_err(grant_error)
         }
         "refresh_token" => {
-            let token = required("refresh_token", "refresh_token is required")?;
+            let token = required(form.refresh_token, "refresh_token is required")?;
             refresh::refresh(app, token, client).map_err(grant_error)
         }
         _ => Err(OAuthError::UnsupportedGrantType.into()),
     }
+}
+
+/// A parameter the grant needs.
+fn required<'v>(value: Option<&'v str>, missing: &'static str) -> Result<&'v str, OAuthError> {
+    value.ok_or(OAuthError::InvalidRequest(missing))
 }
 
 fn is_form(value: Option<&str>) -> bool {
@@ -113,12 +121,12 @@ fn grant_error(error: Error) -> Outcome {
 fn success(grant: &Grant) -> Response {
     Response::json(
         200,
-        &json!({
-            "access_token": grant.access_token,
-            "token_type": "Bearer",
-            "expires_in": grant.expires_in,
-            "refresh_token": grant.refresh_token,
-        }),
+        &OAuthToken {
+            access_token: grant.access_token.clone(),
+            token_type: "Bearer".into(),
+            expires_in: grant.expires_in,
+            refresh_token: grant.refresh_token.clone(),
+        },
     )
     .with_header("pragma", "no-cache")
 }
@@ -134,7 +142,10 @@ fn failure(error: &OAuthError) -> Response {
     };
     Response::json(
         400,
-        &json!({"error": code, "error_description": description}),
+        &ErrorBody {
+            error: code,
+            error_description: description,
+        },
     )
     .with_header("pragma", "no-cache")
 }

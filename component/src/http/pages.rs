@@ -6,6 +6,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use super::handlers::Context;
 use super::{Body, Request, Response};
@@ -62,6 +63,33 @@ fn form(context: &Context<'_>) -> Result<Vec<(String, String)>, Error> {
     }
 }
 
+/// The verification form.
+#[derive(ToSchema)]
+pub struct VerifyEmailForm {
+    pub token: String,
+}
+
+/// The reset form.
+#[derive(ToSchema)]
+pub struct ResetPasswordForm {
+    pub token: String,
+    #[schema(max_length = 128)]
+    pub new_password: String,
+    /// Must equal `new_password`.
+    #[schema(max_length = 128)]
+    pub confirm_password: String,
+}
+
+impl ResetPasswordForm {
+    fn read(fields: &[(String, String)]) -> Self {
+        ResetPasswordForm {
+            token: field(fields, "token"),
+            new_password: field(fields, "new_password"),
+            confirm_password: field(fields, "confirm_password"),
+        }
+    }
+}
+
 fn field(fields: &[(String, String)], name: &str) -> String {
     fields
         .iter()
@@ -77,7 +105,13 @@ fn hidden_token(token: &str) -> String {
     )
 }
 
-/// `GET /verify-email?token=T`
+/// The page a verification link opens: a form that spends the token when submitted.
+#[utoipa::path(get, path = "/verify-email", tag = "pages",
+    params(("token" = Option<String>, Query, description = "The token of the mailed link.")),
+    responses(
+        (status = 200, description = "The form.", content_type = "text/html"),
+        (status = 400, description = "The link has no token.", content_type = "text/html"),
+    ))]
 pub fn verify_email_form(context: &Context<'_>) -> Result<Response, Error> {
     let token = query_token(context.request);
     if token.is_empty() {
@@ -98,10 +132,20 @@ pub fn verify_email_form(context: &Context<'_>) -> Result<Response, Error> {
     ))
 }
 
-/// `POST /verify-email` (the form above)
+/// The verification form's submission: spends the token.
+#[utoipa::path(post, path = "/verify-email", tag = "pages",
+    request_body(content = VerifyEmailForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Verified.", content_type = "text/html"),
+        (status = 400, description = "The token is invalid, expired or used.",
+            content_type = "text/html"),
+        (status = 413, description = "`payload_too_large`."),
+    ))]
 pub fn verify_email(context: &Context<'_>) -> Result<Response, Error> {
-    let token = field(&form(context)?, "token");
-    match account::verify_email(context.app, &token, &context.client(None)) {
+    let form = VerifyEmailForm {
+        token: field(&form(context)?, "token"),
+    };
+    match account::verify_email(context.app, &form.token, &context.client(None)) {
         Ok(user) => Ok(message(
             200,
             "Email address verified",
@@ -135,7 +179,13 @@ fn reset_form(token: &str, errors: &[String]) -> String {
     )
 }
 
-/// `GET /reset-password?token=T`
+/// The page a password-reset link opens: a form for the new password.
+#[utoipa::path(get, path = "/reset-password", tag = "pages",
+    params(("token" = Option<String>, Query, description = "The token of the mailed link.")),
+    responses(
+        (status = 200, description = "The form.", content_type = "text/html"),
+        (status = 400, description = "The link has no token.", content_type = "text/html"),
+    ))]
 pub fn reset_password_form(context: &Context<'_>) -> Result<Response, Error> {
     let token = query_token(context.request);
     if token.is_empty() {
@@ -148,12 +198,24 @@ pub fn reset_password_form(context: &Context<'_>) -> Result<Response, Error> {
     Ok(page(200, "Reset your password", &reset_form(&token, &[])))
 }
 
-/// `POST /reset-password` (the form above)
+/// The reset form's submission: spends the token and sets the password.
+#[utoipa::path(post, path = "/reset-password", tag = "pages",
+    request_body(content = ResetPasswordForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The password is changed.", content_type = "text/html"),
+        (status = 400, description = "The token is invalid, expired or used.",
+            content_type = "text/html"),
+        (status = 413, description = "`payload_too_large`."),
+        (status = 422, description = "The form again, with what to fix (the passwords \
+            differ, or the password breaks a rule).", content_type = "text/html"),
+    ))]
 pub fn reset_password(context: &Context<'_>) -> Result<Response, Error> {
-    let fields = form(context)?;
-    let token = field(&fields, "token");
-    let new_password = field(&fields, "new_password");
-    if new_password != field(&fields, "confirm_password") {
+    let ResetPasswordForm {
+        token,
+        new_password,
+        confirm_password,
+    } = ResetPasswordForm::read(&form(context)?);
+    if new_password != confirm_password {
         let errors = ["The two passwords differ.".to_string()];
         return Ok(page(
             422,

@@ -1,28 +1,16 @@
 //! Errors as RFC 9457 `application/problem+json` answers, with the headers API.md §2
 //! asks for (`WWW-Authenticate` on 401, `Retry-After` on 429, `Allow` on 405).
 
-use serde_json::json;
-
 use super::Response;
+use super::model::Problem;
 use crate::error::Error;
+
+/// The media type of problem answers.
+pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The problem answer for an error.
 pub fn problem(error: &Error) -> Response {
-    let mut body = json!({
-        "type": format!("urn:portcullis:problem:{}", error.code()),
-        "title": error.title(),
-        "status": error.status(),
-        "detail": error.detail(),
-        "code": error.code(),
-    });
-    if let Error::Validation(errors) = error {
-        body["errors"] = json!(errors);
-    }
-    let response = Response {
-        status: error.status(),
-        headers: vec![("content-type".into(), "application/problem+json".into())],
-        body: body.to_string().into_bytes(),
-    };
+    let response = Response::serialized(error.status(), PROBLEM_JSON, &Problem::from(error));
     match error {
         Error::Unauthorized
         | Error::InvalidCredentials

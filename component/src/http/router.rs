@@ -1,159 +1,286 @@
 //! The route table: path patterns, the methods each allows, and the handler of each.
 //! Unknown paths answer 404 `not_found`, known paths with another method 405
 //! `method_not_allowed` with `Allow`. Every answer gets the common security headers.
+//!
+//! Each method of a route names its handler and its description: the OpenAPI document
+//! (`openapi.rs`) is built from this table, so a route cannot exist undescribed.
 
 use super::handlers::{self, Context};
+use super::openapi::{Describe, described};
 use super::problem::problem;
 use super::{Request, Response};
-use super::{cors, pages};
+use super::{cors, docs, openapi, pages};
 use crate::abuse;
 use crate::app::App;
 use crate::error::Error;
 
 type Handler = fn(&Context<'_>) -> Result<Response, Error>;
 
-/// One path and the handlers of its methods.
+/// One path, and the handler and the OpenAPI description of each of its methods.
 struct Route {
     /// Segments; `{name}` matches any one non-empty segment.
     pattern: &'static str,
-    methods: &'static [(&'static str, Handler)],
+    methods: &'static [(&'static str, Handler, Describe)],
     /// The `Allow` header for a 405.
     allow: &'static str,
 }
 
 const ROUTES: &[Route] = &[
     Route {
+        pattern: "/openapi.json",
+        methods: &[(
+            "GET",
+            openapi::openapi_json,
+            described::<openapi::__path_openapi_json>,
+        )],
+        allow: "GET",
+    },
+    Route {
+        pattern: "/docs",
+        methods: &[("GET", docs::page, described::<docs::__path_page>)],
+        allow: "GET",
+    },
+    Route {
+        pattern: "/docs/assets/{file}",
+        methods: &[("GET", docs::asset, described::<docs::__path_asset>)],
+        allow: "GET",
+    },
+    Route {
         pattern: "/health",
-        methods: &[("GET", handlers::health)],
+        methods: &[(
+            "GET",
+            handlers::health,
+            described::<handlers::__path_health>,
+        )],
         allow: "GET",
     },
     Route {
         pattern: "/.well-known/jwks.json",
-        methods: &[("GET", handlers::jwks)],
+        methods: &[("GET", handlers::jwks, described::<handlers::__path_jwks>)],
         allow: "GET",
     },
     Route {
         pattern: "/api/v1/validation-rules",
-        methods: &[("GET", handlers::validation_rules)],
+        methods: &[(
+            "GET",
+            handlers::validation_rules,
+            described::<handlers::__path_validation_rules>,
+        )],
         allow: "GET",
     },
     Route {
         pattern: "/api/v1/auth/register",
-        methods: &[("POST", handlers::register)],
+        methods: &[(
+            "POST",
+            handlers::register,
+            described::<handlers::__path_register>,
+        )],
         allow: "POST",
     },
     Route {
         pattern: "/api/v1/auth/login",
-        methods: &[("POST", handlers::login)],
+        methods: &[("POST", handlers::login, described::<handlers::__path_login>)],
         allow: "POST",
     },
     Route {
         pattern: "/api/v1/auth/verify",
-        methods: &[("GET", handlers::verify)],
+        methods: &[(
+            "GET",
+            handlers::verify,
+            described::<handlers::__path_verify>,
+        )],
         allow: "GET",
     },
     Route {
         pattern: "/api/v1/auth/token",
-        methods: &[("POST", handlers::token)],
+        methods: &[("POST", handlers::token, described::<handlers::__path_token>)],
         allow: "POST",
     },
     Route {
         pattern: "/api/v1/auth/refresh",
-        methods: &[("POST", handlers::refresh)],
+        methods: &[(
+            "POST",
+            handlers::refresh,
+            described::<handlers::__path_refresh>,
+        )],
         allow: "POST",
     },
     Route {
         pattern: "/api/v1/auth/logout",
-        methods: &[("POST", handlers::logout)],
+        methods: &[(
+            "POST",
+            handlers::logout,
+            described::<handlers::__path_logout>,
+        )],
         allow: "POST",
     },
     Route {
         pattern: "/api/v1/auth/logout-all",
-        methods: &[("POST", handlers::logout_all)],
+        methods: &[(
+            "POST",
+            handlers::logout_all,
+            described::<handlers::__path_logout_all>,
+        )],
         allow: "POST",
     },
     Route {
         pattern: "/api/v1/auth/email/verify-request",
-        methods: &[("POST", handlers::verify_request)],
+        methods: &[(
+            "POST",
+            handlers::verify_request,
+            described::<handlers::__path_verify_request>,
+        )],
         allow: "POST",
     },
     Route {
         pattern: "/api/v1/auth/email/verify",
-        methods: &[("POST", handlers::verify_email)],
+        methods: &[(
+            "POST",
+            handlers::verify_email,
+            described::<handlers::__path_verify_email>,
+        )],
         allow: "POST",
     },
     Route {
         pattern: "/api/v1/auth/password/forgot",
-        methods: &[("POST", handlers::forgot_password)],
+        methods: &[(
+            "POST",
+            handlers::forgot_password,
+            described::<handlers::__path_forgot_password>,
+        )],
         allow: "POST",
     },
     Route {
         pattern: "/api/v1/auth/password/reset",
-        methods: &[("POST", handlers::reset_password)],
+        methods: &[(
+            "POST",
+            handlers::reset_password,
+            described::<handlers::__path_reset_password>,
+        )],
         allow: "POST",
     },
     Route {
         pattern: "/api/v1/users/me",
         methods: &[
-            ("GET", handlers::me),
-            ("PATCH", handlers::update_me),
-            ("DELETE", handlers::delete_me),
+            ("GET", handlers::me, described::<handlers::__path_me>),
+            (
+                "PATCH",
+                handlers::update_me,
+                described::<handlers::__path_update_me>,
+            ),
+            (
+                "DELETE",
+                handlers::delete_me,
+                described::<handlers::__path_delete_me>,
+            ),
         ],
         allow: "GET, PATCH, DELETE",
     },
     Route {
         pattern: "/api/v1/users/me/password",
-        methods: &[("POST", handlers::change_password)],
+        methods: &[(
+            "POST",
+            handlers::change_password,
+            described::<handlers::__path_change_password>,
+        )],
         allow: "POST",
     },
     Route {
         pattern: "/api/v1/admin/users",
-        methods: &[("GET", handlers::admin_list_users)],
+        methods: &[(
+            "GET",
+            handlers::admin_list_users,
+            described::<handlers::__path_admin_list_users>,
+        )],
         allow: "GET",
     },
     Route {
         pattern: "/api/v1/admin/users/{id}",
         methods: &[
-            ("GET", handlers::admin_get_user),
-            ("PATCH", handlers::admin_update_user),
-            ("DELETE", handlers::admin_delete_user),
+            (
+                "GET",
+                handlers::admin_get_user,
+                described::<handlers::__path_admin_get_user>,
+            ),
+            (
+                "PATCH",
+                handlers::admin_update_user,
+                described::<handlers::__path_admin_update_user>,
+            ),
+            (
+                "DELETE",
+                handlers::admin_delete_user,
+                described::<handlers::__path_admin_delete_user>,
+            ),
         ],
         allow: "GET, PATCH, DELETE",
     },
     Route {
         pattern: "/api/v1/admin/users/{id}/sessions",
-        methods: &[("DELETE", handlers::admin_revoke_sessions)],
+        methods: &[(
+            "DELETE",
+            handlers::admin_revoke_sessions,
+            described::<handlers::__path_admin_revoke_sessions>,
+        )],
         allow: "DELETE",
     },
     Route {
         pattern: "/api/v1/admin/audit",
-        methods: &[("GET", handlers::admin_audit)],
+        methods: &[(
+            "GET",
+            handlers::admin_audit,
+            described::<handlers::__path_admin_audit>,
+        )],
         allow: "GET",
     },
     Route {
         pattern: "/verify-email",
         methods: &[
-            ("GET", pages::verify_email_form),
-            ("POST", pages::verify_email),
+            (
+                "GET",
+                pages::verify_email_form,
+                described::<pages::__path_verify_email_form>,
+            ),
+            (
+                "POST",
+                pages::verify_email,
+                described::<pages::__path_verify_email>,
+            ),
         ],
         allow: "GET, POST",
     },
     Route {
         pattern: "/reset-password",
         methods: &[
-            ("GET", pages::reset_password_form),
-            ("POST", pages::reset_password),
+            (
+                "GET",
+                pages::reset_password_form,
+                described::<pages::__path_reset_password_form>,
+            ),
+            (
+                "POST",
+                pages::reset_password,
+                described::<pages::__path_reset_password>,
+            ),
         ],
         allow: "GET, POST",
     },
     Route {
         pattern: "/api/v1/sessions",
-        methods: &[("GET", handlers::list_sessions)],
+        methods: &[(
+            "GET",
+            handlers::list_sessions,
+            described::<handlers::__path_list_sessions>,
+        )],
         allow: "GET",
     },
     Route {
         pattern: "/api/v1/sessions/{id}",
-        methods: &[("DELETE", handlers::revoke_session)],
+        methods: &[(
+            "DELETE",
+            handlers::revoke_session,
+            described::<handlers::__path_revoke_session>,
+        )],
         allow: "DELETE",
     },
 ];
@@ -168,6 +295,21 @@ pub fn handle(app: &App<'_>, request: &Request) -> Response {
 /// The POST endpoints under this prefix count against the per-IP rate limit.
 const RATE_LIMITED_PREFIX: &str = "/api/v1/auth/";
 
+/// True when requests with `method` to `path` count against the per-IP rate limit.
+pub fn is_rate_limited(method: &str, path: &str) -> bool {
+    method == "POST" && path.starts_with(RATE_LIMITED_PREFIX)
+}
+
+/// Every route pattern with each of its methods and their descriptions, in table order.
+pub fn endpoints() -> impl Iterator<Item = (&'static str, &'static str, Describe)> {
+    ROUTES.iter().flat_map(|route| {
+        route
+            .methods
+            .iter()
+            .map(|(method, _, describe)| (route.pattern, *method, *describe))
+    })
+}
+
 fn route(app: &App<'_>, request: &Request) -> Result<Response, Error> {
     let (route, params) = ROUTES
         .iter()
@@ -176,15 +318,15 @@ fn route(app: &App<'_>, request: &Request) -> Result<Response, Error> {
     if request.method == "OPTIONS" {
         return Ok(cors::preflight(app.settings, request, route.allow));
     }
-    if request.method == "POST" && request.path.starts_with(RATE_LIMITED_PREFIX) {
+    if is_rate_limited(&request.method, &request.path) {
         let ip = request.client_ip(&app.settings.trusted_proxies);
         abuse::check_rate_limit(app, ip.as_deref().unwrap_or("unknown"))?;
     }
     let handler = route
         .methods
         .iter()
-        .find(|(method, _)| *method == request.method)
-        .map(|(_, handler)| *handler)
+        .find(|(method, _, _)| *method == request.method)
+        .map(|(_, handler, _)| *handler)
         .ok_or(Error::MethodNotAllowed { allow: route.allow })?;
     handler(&Context {
         app,
@@ -220,15 +362,16 @@ fn with_common_headers(app: &App<'_>, mut response: Response) -> Response {
             "max-age=31536000; includeSubDomains".into(),
         ));
     }
-    response.headers.extend(
-        [
-            ("x-content-type-options", "nosniff"),
-            ("cache-control", "no-store"),
-            ("referrer-policy", "no-referrer"),
-        ]
-        .map(|(name, value)| (name.to_string(), value.to_string())),
-    );
+    let has_cache_control = response
+        .headers
+        .iter()
+        .any(|(name, _)| name == "cache-control");
+    if !has_cache_control {
+        response = response.with_header("cache-control", "no-store");
+    }
     response
+        .with_header("x-content-type-options", "nosniff")
+        .with_header("referrer-policy", "no-referrer")
 }
 
 #[cfg(test)]

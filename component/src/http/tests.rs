@@ -784,3 +784,45 @@ fn control_characters_never_reach_sql() {
     audit.query = "event=a%00".into();
     assert_problem(&handle(&app, &audit), 422, "validation_failed");
 }
+
+#[test]
+fn the_openapi_document_lists_the_route_templates() {
+    let harness = Harness::new(&[]);
+    let response = handle(&harness.app(), &request("GET", "/openapi.json", None));
+    assert_eq!(response.status, 200);
+    assert_eq!(header(&response, "content-type"), Some("application/json"));
+    let document = body(&response);
+    assert_eq!(document["openapi"], "3.1.0");
+    for path in ["/api/v1/sessions/{id}", "/health", "/docs", "/metrics"] {
+        assert!(document["paths"][path].is_object(), "{path}");
+    }
+}
+
+#[test]
+fn the_docs_page_and_its_assets_are_served_here() {
+    let harness = Harness::new(&[]);
+    let app = harness.app();
+    let page = handle(&app, &request("GET", "/docs", None));
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        header(&page, "content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let policy = header(&page, "content-security-policy").unwrap_or_default();
+    assert!(policy.contains("script-src 'self';"), "{policy}");
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(!html.contains("http:") && !html.contains("https:") && !html.contains("<script>"));
+    for (file, media_type) in [
+        ("swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
+        ("swagger-ui.css", "text/css; charset=utf-8"),
+        ("init.js", "text/javascript; charset=utf-8"),
+        ("LICENSE", "text/plain; charset=utf-8"),
+    ] {
+        let asset = handle(&app, &request("GET", &format!("/docs/assets/{file}"), None));
+        assert_eq!(asset.status, 200, "{file}");
+        assert_eq!(header(&asset, "content-type"), Some(media_type), "{file}");
+        assert!(html.contains(&format!("docs/assets/{file}")) || file == "LICENSE");
+    }
+    let missing = handle(&app, &request("GET", "/docs/assets/nope.js", None));
+    assert_problem(&missing, 404, "not_found");
+}
