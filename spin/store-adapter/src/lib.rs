@@ -1,0 +1,15 @@
+//! The store adapter of Portcullis on Spin: `portcullis:auth/store` over Spin's SQLite
+//! (`spin:sqlite`) or PostgreSQL (`spin:postgres`), composed with the unchanged auth
+//! component into the Spin artifact (see `spin/compose`).
+//!
+//! It holds no rule of the service: it runs the statements the component writes, in one
+//! transaction for a batch, and applies the migrations of `migrations/` on first use.
+//! [`store`] is that logic over a [`store::Connection`]; `wasm` (wasm32 only) supplies
+//! the connection over Spin's imports and exports the WIT interface.
+
+pub mod migrations;
+pub mod sql;
+pub mod store;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;
