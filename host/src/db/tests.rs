@@ -1,9 +1,39 @@
-//! The store's contract, checked on an in-memory SQLite database, and on PostgreSQL and
-//! MySQL/MariaDB when `PORTCULLIS_TEST_POSTGRES_URL` / `PORTCULLIS_TEST_MYSQL_URL` name
-//! one (each run works in a table of its own and drops it).
+//! The store's contract, one set of cases run on every store: the native store on an
+//! in-memory SQLite database, and on PostgreSQL and MySQL/MariaDB when
+//! `PORTCULLIS_TEST_POSTGRES_URL` / `PORTCULLIS_TEST_MYSQL_URL` name one (each run works
+//! in a table of its own and drops it); and the Spin store adapter, run in wasmtime over
+//! a SQLite file ([`spin_adapter`]).
 
-use super::{Database, Error, SqlDialect, Statement, Value};
+mod spin_adapter;
+
+use super::{Database, Error, Rows, SqlDialect, Statement, Value};
 use crate::settings::DatabaseSettings;
+
+/// A store the cases run on: the WIT `portcullis:auth/store` functions.
+trait StoreUnderTest {
+    async fn dialect(&mut self) -> SqlDialect;
+    async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, Error>;
+    async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, Error>;
+    async fn batch(&mut self, statements: Vec<Statement>) -> Result<Vec<u64>, Error>;
+}
+
+impl StoreUnderTest for Database {
+    async fn dialect(&mut self) -> SqlDialect {
+        Database::dialect(self)
+    }
+
+    async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, Error> {
+        Database::query(self, sql, params).await
+    }
+
+    async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, Error> {
+        Database::execute(self, sql, params).await
+    }
+
+    async fn batch(&mut self, statements: Vec<Statement>) -> Result<Vec<u64>, Error> {
+        Database::batch(self, statements).await
+    }
+}
 
 /// The DDL of the scratch table, per dialect.
 fn create_table(dialect: SqlDialect, table: &str) -> String {
@@ -38,13 +68,20 @@ fn placeholders(dialect: SqlDialect, sql: &str) -> String {
     numbered
 }
 
-async fn exercise(url: &str, expected_dialect: SqlDialect) {
+async fn exercise_native(url: &str, expected_dialect: SqlDialect) {
     let settings = DatabaseSettings {
         url: url.to_owned(),
         max_connections: 2,
     };
-    let database = Database::connect(&settings).await.unwrap();
-    let dialect = database.dialect();
+    let mut database = Database::connect(&settings).await.unwrap();
+    exercise(&mut database, expected_dialect).await;
+    database.close().await;
+}
+
+/// The cases: typed values both ways, column names of an empty result, unique
+/// violations named by their constraint, and batches that roll back on a missed guard.
+async fn exercise(database: &mut impl StoreUnderTest, expected_dialect: SqlDialect) {
+    let dialect = database.dialect().await;
     assert_eq!(dialect, expected_dialect);
     let table = format!("store_test_{}", std::process::id());
     let sql = |text: &str| placeholders(dialect, &text.replace("{t}", &table));
@@ -120,24 +157,23 @@ async fn exercise(url: &str, expected_dialect: SqlDialect) {
         .execute(&sql("DROP TABLE {t}"), vec![])
         .await
         .unwrap();
-    database.close().await;
 }
 
 #[tokio::test]
 async fn sqlite_keeps_the_store_contract() {
-    exercise("sqlite::memory:", SqlDialect::Sqlite).await;
+    exercise_native("sqlite::memory:", SqlDialect::Sqlite).await;
 }
 
 #[tokio::test]
 async fn postgres_keeps_the_store_contract() {
     if let Ok(url) = std::env::var("PORTCULLIS_TEST_POSTGRES_URL") {
-        exercise(&url, SqlDialect::Postgres).await;
+        exercise_native(&url, SqlDialect::Postgres).await;
     }
 }
 
 #[tokio::test]
 async fn mysql_keeps_the_store_contract() {
     if let Ok(url) = std::env::var("PORTCULLIS_TEST_MYSQL_URL") {
-        exercise(&url, SqlDialect::Mysql).await;
+        exercise_native(&url, SqlDialect::Mysql).await;
     }
 }

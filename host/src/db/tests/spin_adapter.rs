@@ -1,0 +1,407 @@
+//! The Spin store adapter (`spin/store-adapter`, built for wasm32-wasip2) run in
+//! wasmtime, with `spin:sqlite` supplied the way Spin supplies it: a named database
+//! opened per connection, `execute` returning the columns and rows of any statement,
+//! `changes` reading SQLite's count, and SQLite's own errors reported as `io` with
+//! SQLite's message. Every call gets a fresh instance, as every request does in Spin.
+//!
+//! Beyond the shared cases: the adapter's migrations are recorded as sqlx records them,
+//! so the native host accepts a database the adapter migrated, and the other way round.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Column as _, ConnectOptions as _, Executor as _, Row as _, Sqlite, SqliteConnection};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::super::pool::Backend as _;
+use super::super::{Database, Error, Rows, SqlDialect, Statement, Value};
+use super::{StoreUnderTest, exercise};
+use crate::settings::DatabaseSettings;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: ["../wit", "../spin/wit"],
+        world: "portcullis:spin/store-adapter",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: { "spin:sqlite/sqlite.connection": super::SpinSqlite },
+    });
+}
+
+use bindings::exports::portcullis::auth::store as adapter;
+use bindings::spin::sqlite::sqlite;
+use bindings::wasi::config::store as config;
+
+/// The adapter as `spin/compose` builds it (once per test run).
+fn adapter_wasm() -> &'static Path {
+    static ADAPTER: OnceLock<PathBuf> = OnceLock::new();
+    ADAPTER.get_or_init(build_adapter)
+}
+
+fn build_adapter() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    }
+    .join("spin");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&workspace)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(["-p", "portcullis-spin-store", "--target-dir"])
+        .arg(&target)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the Spin store adapter failed");
+    target.join("wasm32-wasip2/release/portcullis_spin_store.wasm")
+}
+
+/// An open `spin:sqlite` connection.
+pub struct SpinSqlite(SqliteConnection);
+
+/// One instance's store data: WASI, the settings, and the SQLite file behind `default`.
+struct SpinState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    settings: HashMap<String, String>,
+    database_file: PathBuf,
+}
+
+impl WasiView for SpinState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl config::Host for SpinState {
+    async fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, config::Error>> {
+        Ok(Ok(self.settings.get(&key).cloned()))
+    }
+
+    async fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, config::Error>> {
+        Ok(Ok(self.settings.clone().into_iter().collect()))
+    }
+}
+
+impl sqlite::Host for SpinState {}
+
+impl sqlite::HostConnection for SpinState {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<SpinSqlite>, sqlite::Error>> {
+        if database != "default" {
+            return Ok(Err(sqlite::Error::NoSuchDatabase));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&self.database_file)
+            .create_if_missing(true);
+        match options.connect().await {
+            Ok(connection) => Ok(Ok(self.table.push(SpinSqlite(connection))?)),
+            Err(error) => Ok(Err(sqlite::Error::Io(error.to_string()))),
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        connection: Resource<SpinSqlite>,
+        statement: String,
+        parameters: Vec<sqlite::Value>,
+    ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
+        let connection = &mut self.table.get_mut(&connection)?.0;
+        Ok(run(connection, &statement, parameters)
+            .await
+            .map_err(io_error))
+    }
+
+    async fn changes(&mut self, connection: Resource<SpinSqlite>) -> wasmtime::Result<u64> {
+        let connection = &mut self.table.get_mut(&connection)?.0;
+        let changes: i64 = sqlx::query_scalar("SELECT changes()")
+            .fetch_one(&mut *connection)
+            .await?;
+        Ok(u64::try_from(changes)?)
+    }
+
+    async fn drop(&mut self, connection: Resource<SpinSqlite>) -> wasmtime::Result<()> {
+        self.table.delete(connection)?;
+        Ok(())
+    }
+}
+
+/// Runs one statement with its parameters and reads every row, as Spin does.
+async fn run(
+    connection: &mut SqliteConnection,
+    statement: &str,
+    parameters: Vec<sqlite::Value>,
+) -> Result<sqlite::QueryResult, sqlx::Error> {
+    let mut query = sqlx::query(statement);
+    for parameter in parameters {
+        query = match parameter {
+            sqlite::Value::Null => query.bind(None::<i64>),
+            sqlite::Value::Integer(integer) => query.bind(integer),
+            sqlite::Value::Real(real) => query.bind(real),
+            sqlite::Value::Text(text) => query.bind(text),
+            sqlite::Value::Blob(blob) => query.bind(blob),
+        };
+    }
+    let rows = query.fetch_all(&mut *connection).await?;
+    let prepared = connection.prepare(statement).await?;
+    let columns = sqlx::Statement::columns(&prepared)
+        .iter()
+        .map(|column| column.name().to_owned())
+        .collect();
+    let rows = rows
+        .iter()
+        .map(|row| {
+            let values = (0..row.len())
+                .map(|index| {
+                    let raw = row.try_get_raw(index)?;
+                    let value = Sqlite::decode(raw).map_err(sqlx::Error::Decode)?;
+                    Ok(to_spin(value))
+                })
+                .collect::<Result<_, sqlx::Error>>()?;
+            Ok(sqlite::RowResult { values })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(sqlite::QueryResult { columns, rows })
+}
+
+/// Spin reports SQLite's failures as `io` with SQLite's message.
+fn io_error(error: sqlx::Error) -> sqlite::Error {
+    match error {
+        sqlx::Error::Database(error) => sqlite::Error::Io(error.message().to_owned()),
+        other => sqlite::Error::Io(other.to_string()),
+    }
+}
+
+fn to_spin(value: Value) -> sqlite::Value {
+    match value {
+        Value::Null => sqlite::Value::Null,
+        Value::Integer(integer) => sqlite::Value::Integer(integer),
+        Value::Real(real) => sqlite::Value::Real(real),
+        Value::Text(text) => sqlite::Value::Text(text),
+        Value::Blob(blob) => sqlite::Value::Blob(blob),
+    }
+}
+
+/// The adapter, instantiated afresh for every call, on one SQLite file.
+struct SpinAdapter {
+    engine: Engine,
+    pre: bindings::StoreAdapterPre<SpinState>,
+    database_file: PathBuf,
+}
+
+impl SpinAdapter {
+    fn new(database_file: &Path) -> Self {
+        let engine = Engine::new(&Config::new()).unwrap();
+        let component = Component::from_file(&engine, adapter_wasm()).unwrap();
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+        sqlite::add_to_linker::<_, HasSelf<SpinState>>(&mut linker, |state| state).unwrap();
+        config::add_to_linker::<_, HasSelf<SpinState>>(&mut linker, |state| state).unwrap();
+        // `spin:postgres` is not used on SQLite: calling it would trap.
+        linker.define_unknown_imports_as_traps(&component).unwrap();
+        let pre =
+            bindings::StoreAdapterPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+        Self {
+            engine,
+            pre,
+            database_file: database_file.to_owned(),
+        }
+    }
+
+    async fn instance(&self) -> (Store<SpinState>, bindings::StoreAdapter) {
+        let state = SpinState {
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            table: ResourceTable::new(),
+            settings: HashMap::from([("database_url".to_owned(), String::new())]),
+            database_file: self.database_file.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        let instance = self.pre.instantiate_async(&mut store).await.unwrap();
+        (store, instance)
+    }
+}
+
+impl StoreUnderTest for SpinAdapter {
+    async fn dialect(&mut self) -> SqlDialect {
+        let (mut store, instance) = self.instance().await;
+        let dialect = instance
+            .portcullis_auth_store()
+            .call_dialect(&mut store)
+            .await
+            .unwrap();
+        match dialect {
+            adapter::SqlDialect::Sqlite => SqlDialect::Sqlite,
+            adapter::SqlDialect::Postgres => SqlDialect::Postgres,
+            adapter::SqlDialect::Mysql => SqlDialect::Mysql,
+        }
+    }
+
+    async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, Error> {
+        let (mut store, instance) = self.instance().await;
+        let params: Vec<_> = params.into_iter().map(to_adapter).collect();
+        let rows = instance
+            .portcullis_auth_store()
+            .call_query(&mut store, sql, &params)
+            .await
+            .unwrap()
+            .map_err(from_adapter_error)?;
+        Ok(Rows {
+            columns: rows.columns,
+            rows: rows
+                .rows
+                .into_iter()
+                .map(|row| row.into_iter().map(from_adapter).collect())
+                .collect(),
+        })
+    }
+
+    async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, Error> {
+        let (mut store, instance) = self.instance().await;
+        let params: Vec<_> = params.into_iter().map(to_adapter).collect();
+        instance
+            .portcullis_auth_store()
+            .call_execute(&mut store, sql, &params)
+            .await
+            .unwrap()
+            .map_err(from_adapter_error)
+    }
+
+    async fn batch(&mut self, statements: Vec<Statement>) -> Result<Vec<u64>, Error> {
+        let (mut store, instance) = self.instance().await;
+        let statements: Vec<_> = statements
+            .into_iter()
+            .map(|statement| adapter::Statement {
+                sql: statement.sql,
+                params: statement.params.into_iter().map(to_adapter).collect(),
+                expect_rows: statement.expect_rows,
+            })
+            .collect();
+        instance
+            .portcullis_auth_store()
+            .call_batch(&mut store, &statements)
+            .await
+            .unwrap()
+            .map_err(from_adapter_error)
+    }
+}
+
+fn to_adapter(value: Value) -> adapter::Value {
+    match value {
+        Value::Null => adapter::Value::Null,
+        Value::Integer(integer) => adapter::Value::Integer(integer),
+        Value::Real(real) => adapter::Value::Real(real),
+        Value::Text(text) => adapter::Value::Text(text),
+        Value::Blob(blob) => adapter::Value::Blob(blob),
+    }
+}
+
+fn from_adapter(value: adapter::Value) -> Value {
+    match value {
+        adapter::Value::Null => Value::Null,
+        adapter::Value::Integer(integer) => Value::Integer(integer),
+        adapter::Value::Real(real) => Value::Real(real),
+        adapter::Value::Text(text) => Value::Text(text),
+        adapter::Value::Blob(blob) => Value::Blob(blob),
+    }
+}
+
+fn from_adapter_error(error: adapter::Error) -> Error {
+    match error {
+        adapter::Error::UniqueViolation(name) => Error::UniqueViolation(name),
+        adapter::Error::ConditionFailed(index) => Error::ConditionFailed(index),
+        adapter::Error::Unavailable(message) => Error::Unavailable(message),
+        adapter::Error::Other(message) => Error::Other(message),
+    }
+}
+
+fn native_settings(database_file: &Path) -> DatabaseSettings {
+    DatabaseSettings {
+        url: format!("sqlite://{}", database_file.display()),
+        max_connections: 1,
+    }
+}
+
+/// The tables the migrations made, by name.
+async fn user_tables(database: &mut impl StoreUnderTest) -> Vec<String> {
+    let rows = database
+        .query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    rows.rows
+        .into_iter()
+        .filter_map(|row| match row.into_iter().next() {
+            Some(Value::Text(name)) => Some(name),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_spin_adapter_keeps_the_store_contract_on_sqlite() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut adapter = SpinAdapter::new(&folder.path().join("spin.db"));
+    exercise(&mut adapter, SqlDialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_native_host_accepts_a_database_the_adapter_migrated() {
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("spin.db");
+    let mut adapter = SpinAdapter::new(&file);
+    let tables = user_tables(&mut adapter).await;
+    assert!(tables.iter().any(|name| name == "users"), "{tables:?}");
+    assert!(
+        tables.iter().any(|name| name == "_sqlx_migrations"),
+        "{tables:?}"
+    );
+
+    let mut native = Database::connect(&native_settings(&file)).await.unwrap();
+    native.migrate().await.unwrap();
+    assert_eq!(
+        user_tables(&mut native).await,
+        tables,
+        "nothing migrated twice"
+    );
+    native.close().await;
+}
+
+#[tokio::test]
+async fn the_adapter_accepts_a_database_the_native_host_migrated() {
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("native.db");
+    let mut native = Database::connect(&native_settings(&file)).await.unwrap();
+    native.migrate().await.unwrap();
+    let tables = user_tables(&mut native).await;
+    native.close().await;
+
+    let mut adapter = SpinAdapter::new(&file);
+    assert_eq!(user_tables(&mut adapter).await, tables);
+    let counted = adapter
+        .query("SELECT COUNT(*) AS n FROM users", Vec::new())
+        .await
+        .unwrap();
+    assert!(
+        matches!(counted.rows.as_slice(), [row] if matches!(row.as_slice(), [Value::Integer(0)])),
+        "a fresh database has no users"
+    );
+}
