@@ -70,6 +70,7 @@ mod health;
 mod hostile;
 mod login;
 mod mail;
+mod openapi;
 mod outage;
 mod register;
 mod scale;
@@ -89,6 +90,7 @@ const MODULES: &[Module] = &[
     ("hostile", hostile::tests),
     ("login", login::tests),
     ("mail", mail::tests),
+    ("openapi", openapi::tests),
     ("outage", outage::tests),
     ("register", register::tests),
     ("scale", scale::tests),

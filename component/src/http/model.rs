@@ -216,11 +216,13 @@ pub struct OAuthError {
 /// as absent; a repeated parameter is `invalid_request`.
 #[derive(ToSchema)]
 pub struct TokenForm<'a> {
-    #[schema(pattern = "^(password|refresh_token)$")]
+    #[schema(pattern = "^(password|refresh_token)$", example = "password")]
     pub grant_type: &'a str,
     /// With `grant_type=password`: a username, an email address or a mobile number.
+    #[schema(example = "john_doe")]
     pub username: Option<&'a str>,
     /// With `grant_type=password`.
+    #[schema(example = "Tr1cky!Horse#42")]
     pub password: Option<&'a str>,
     /// With `grant_type=refresh_token`: the latest refresh token (single-use).
     pub refresh_token: Option<&'a str>,
@@ -442,14 +444,20 @@ pub struct SessionRules {
 /// `POST /api/v1/auth/register`
 #[derive(ToSchema)]
 pub struct RegisterRequest {
-    #[schema(min_length = 3, max_length = 50, pattern = "^[A-Za-z0-9_]+$")]
+    #[schema(
+        min_length = 3,
+        max_length = 50,
+        pattern = "^[A-Za-z0-9_]+$",
+        example = "john_doe"
+    )]
     pub username: String,
-    #[schema(max_length = 254, format = Email)]
+    #[schema(max_length = 254, format = Email, example = "john@example.com")]
     pub email: String,
     /// Per the password policy (see `/api/v1/validation-rules`).
-    #[schema(max_length = 128)]
+    #[schema(max_length = 128, example = "Tr1cky!Horse#42")]
     pub password: String,
     /// `+` then 10–15 digits, or 10–15 digits; spaces, dashes and parentheses are ignored.
+    #[schema(example = "+14155550100")]
     pub mobile_number: Option<String>,
 }
 
@@ -468,10 +476,12 @@ impl RegisterRequest {
 #[derive(ToSchema)]
 pub struct LoginRequest {
     /// A username, an email address or a mobile number.
+    #[schema(example = "john_doe")]
     pub login: String,
-    #[schema(max_length = 128)]
+    #[schema(max_length = 128, example = "Tr1cky!Horse#42")]
     pub password: String,
     /// Shown in the session list instead of the User-Agent.
+    #[schema(example = "my laptop")]
     pub device_name: Option<String>,
 }
 

@@ -106,7 +106,7 @@ fn hidden_token(token: &str) -> String {
 }
 
 /// The page a verification link opens: a form that spends the token when submitted.
-#[utoipa::path(get, path = "/verify-email", tag = "pages",
+#[utoipa::path(get, path = "/verify-email", tag = "pages", operation_id = "verify_email_page",
     params(("token" = Option<String>, Query, description = "The token of the mailed link.")),
     responses(
         (status = 200, description = "The form.", content_type = "text/html"),
@@ -133,7 +133,7 @@ pub fn verify_email_form(context: &Context<'_>) -> Result<Response, Error> {
 }
 
 /// The verification form's submission: spends the token.
-#[utoipa::path(post, path = "/verify-email", tag = "pages",
+#[utoipa::path(post, path = "/verify-email", tag = "pages", operation_id = "verify_email_page_submit",
     request_body(content = VerifyEmailForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Verified.", content_type = "text/html"),
@@ -180,7 +180,7 @@ fn reset_form(token: &str, errors: &[String]) -> String {
 }
 
 /// The page a password-reset link opens: a form for the new password.
-#[utoipa::path(get, path = "/reset-password", tag = "pages",
+#[utoipa::path(get, path = "/reset-password", tag = "pages", operation_id = "reset_password_page",
     params(("token" = Option<String>, Query, description = "The token of the mailed link.")),
     responses(
         (status = 200, description = "The form.", content_type = "text/html"),
@@ -199,7 +199,7 @@ pub fn reset_password_form(context: &Context<'_>) -> Result<Response, Error> {
 }
 
 /// The reset form's submission: spends the token and sets the password.
-#[utoipa::path(post, path = "/reset-password", tag = "pages",
+#[utoipa::path(post, path = "/reset-password", tag = "pages", operation_id = "reset_password_page_submit",
     request_body(content = ResetPasswordForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "The password is changed.", content_type = "text/html"),

@@ -19,6 +19,7 @@ fn every_route_and_method_is_described_under_its_pattern() {
     assert_eq!(json["openapi"], "3.1.0");
     let paths = json["paths"].as_object().expect("paths");
     let mut expected = 0;
+    let mut ids = std::collections::BTreeSet::new();
     for (pattern, method, describe) in router::endpoints() {
         let description = describe();
         let methods: Vec<Value> = description
@@ -29,6 +30,11 @@ fn every_route_and_method_is_described_under_its_pattern() {
         assert_eq!(methods, vec![Value::from(method.to_lowercase())]);
         let operation = &paths[pattern][method.to_lowercase()];
         assert!(operation.is_object(), "{method} {pattern} is not described");
+        let id = operation["operationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(ids.insert(id), "{method} {pattern}: duplicate operationId");
         assert!(
             operation["responses"]
                 .as_object()
