@@ -83,7 +83,7 @@ mod tests {
     }
 
     #[test]
-    fn every_migration_splits_into_create_and_alter_statements() {
+    fn every_migration_splits_into_schema_statements() {
         for migration in crate::migrations::SQLITE
             .iter()
             .chain(crate::migrations::POSTGRES)
