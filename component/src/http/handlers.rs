@@ -14,7 +14,7 @@ use super::{Request, Response, header};
 use crate::account::{self, ProfileChange};
 use crate::admin;
 use crate::app::{App, rfc3339};
-use crate::auth::{self, Registered as Registered_, Registration};
+use crate::auth::{self, Registration};
 use crate::error::Error;
 use crate::keys;
 use crate::refresh;
@@ -189,8 +189,8 @@ pub fn register(context: &Context<'_>) -> Result<Response, Error> {
         return Err(Error::Validation(errors));
     }
     let answer = match auth::register(app, &input, &context.client(None))? {
-        Registered_::SignedIn(grant) => Registered::signed_in(&grant),
-        Registered_::VerificationRequired(user) => Registered::pending(user.public()),
+        auth::Registered::SignedIn(grant) => Registered::signed_in(&grant),
+        auth::Registered::VerificationRequired(user) => Registered::pending(user.public()),
     };
     Ok(Response::json(201, &answer))
 }
