@@ -43,6 +43,7 @@ pub async fn serve(
     let bootstrap_admin = BootstrapAdmin::from_settings(&settings)?;
     let imports = SharedImports::new(database.clone(), settings.into_map());
     let instances = start_component(component_wasm, &host, imports).await?;
+    let observability = server::Observability::start(&instances, &database, &host).await?;
     if let Some(admin) = bootstrap_admin {
         admin.ensure(&instances).await?;
     }
@@ -54,7 +55,7 @@ pub async fn serve(
         shutdown.await;
         delivery.stop().await;
     };
-    server::serve(listener, instances, shutdown).await;
+    server::serve(listener, instances, observability, shutdown).await;
     database.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -5,6 +5,7 @@
 //! capacity); further requests wait for a free slot instead of failing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -30,6 +31,8 @@ pub struct Instances {
     pre: ProxyPre<InstanceState>,
     imports: SharedImports,
     slots: Arc<Semaphore>,
+    /// Stores made so far (one per instance), for the metrics.
+    instantiations: AtomicU64,
 }
 
 impl Instances {
@@ -49,6 +52,7 @@ impl Instances {
             pre,
             imports,
             slots: Arc::new(Semaphore::new(MAX_INSTANCES as usize)),
+            instantiations: AtomicU64::new(0),
         })
     }
 
@@ -69,6 +73,7 @@ impl Instances {
     /// A fresh store for one instance, interrupted once it has run for [`TIME_LIMIT`].
     /// Until then it yields to the executor at every epoch tick.
     pub fn new_store(&self) -> Store<InstanceState> {
+        self.instantiations.fetch_add(1, Ordering::Relaxed);
         let mut store = Store::new(self.pre.engine(), self.imports.instance_state());
         let started = Instant::now();
         store.set_epoch_deadline(1);
@@ -80,6 +85,16 @@ impl Instances {
             })
         });
         store
+    }
+
+    /// How many instances were made since start-up.
+    pub fn instantiations(&self) -> u64 {
+        self.instantiations.load(Ordering::Relaxed)
+    }
+
+    /// How many instance slots are taken now (instances alive or about to be).
+    pub fn in_use(&self) -> usize {
+        (MAX_INSTANCES as usize).saturating_sub(self.slots.available_permits())
     }
 
     /// A fresh instance for calls into the component's `portcullis:auth/api`; it holds

@@ -1,18 +1,41 @@
 //! Logging to stderr with `tracing`: plain text or JSON lines, filtered by
 //! `PORTCULLIS_LOG`. Secrets, tokens, passwords and request bodies are never logged.
+//!
+//! Whatever the filter says, the `trace` lines of the WASI crates (`wasmtime_wasi*`)
+//! are dropped: they echo every call the component makes with its arguments and
+//! results, so a request's path with its query, its headers and its body would reach
+//! the log.
 
 use std::io::IsTerminal as _;
 
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{Layer as _, fmt};
+
 use crate::settings::{LogFormat, LogSettings};
+
+/// The targets whose `trace` lines carry what the component sends and receives.
+const ECHOING_TARGETS: &str = "wasmtime_wasi";
 
 /// Installs the global subscriber (colours only when stderr is a terminal).
 pub fn init(settings: LogSettings) {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(settings.filter)
+    let layer = fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match settings.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let layer = match settings.format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(settings.filter)
+        .with(filter_fn(holds_no_request_data))
+        .with(layer)
+        .init();
+}
+
+/// Whether a span or event may be logged: not a `trace` line of the WASI crates.
+fn holds_no_request_data(metadata: &Metadata<'_>) -> bool {
+    !(*metadata.level() == Level::TRACE && metadata.target().starts_with(ECHOING_TARGETS))
 }

@@ -4,29 +4,47 @@
 //! The client address reaches the component in the `spin-client-addr` header (as in
 //! Spin); any such header a client sends is replaced, so it cannot be forged. On
 //! shutdown the listener closes, idle connections end and in-flight requests finish.
+//!
+//! Observability: every request gets an id (`request_id`) that its answer carries in
+//! `X-Request-Id` and the component sees in the same request header; a `request` span
+//! with that id covers the request, including the instance's own task, so every log
+//! line of the request names it. Each request ends with one access-log line (method,
+//! route template, status, duration, client address: never the raw path or query,
+//! which may hold tokens) and is counted in the [`Metrics`]. When
+//! `PORTCULLIS_METRICS_TOKEN` is set, the host answers `GET /metrics` itself; when it
+//! is not, `/metrics` goes to the component like any path (and gets its 404).
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use http_body_util::{BodyExt as _, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderValue};
+use hyper::body::{Body, Bytes, Incoming};
+use hyper::header::{
+    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue,
+    REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 use wasmtime::bail;
 use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::db::Database;
 use crate::instances::Instances;
+use crate::metrics::{self, Metrics, Routes};
+use crate::request_id;
+use crate::settings::{HostSettings, MetricsToken};
 
 /// The header that tells the component who the client is.
 const CLIENT_ADDR_HEADER: &str = "spin-client-addr";
@@ -42,7 +60,11 @@ const SHUTDOWN_SETTLE: Duration = Duration::from_millis(250);
 /// How long to pause after a failed `accept` (out of file descriptors, …).
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
-const INTERNAL_ERROR_BODY: &str = r#"{"type":"about:blank","title":"Internal Server Error","status":500,"code":"internal","detail":"internal error"}"#;
+/// Where the component publishes its routes.
+const OPENAPI_PATH: &str = "/openapi.json";
+
+/// The address the host's own requests to the component come from.
+const HOST_ITSELF: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 /// The two ends of one client connection.
 #[derive(Clone, Copy)]
@@ -51,19 +73,97 @@ struct Connection {
     local: SocketAddr,
 }
 
+/// What the server adds around the component: metrics, and the answers it makes
+/// itself (`/metrics`, 500).
+pub struct Observability {
+    metrics: Metrics,
+    metrics_token: Option<MetricsToken>,
+    https_public_url: bool,
+}
+
+impl Observability {
+    /// Asks the component for its `/openapi.json` (in-process, through `instances`)
+    /// to label requests by route template, and registers the metrics.
+    pub async fn start(
+        instances: &Arc<Instances>,
+        database: &Database,
+        host: &HostSettings,
+    ) -> anyhow::Result<Self> {
+        let document = openapi_document(instances)
+            .await
+            .context("asking the component for its /openapi.json")?;
+        let routes = Routes::from_openapi(&document)
+            .context("reading the routes of the component's /openapi.json")?;
+        let metrics = Metrics::new(routes, instances, database, host.database.max_connections)?;
+        Ok(Self {
+            metrics,
+            metrics_token: host.metrics_token.clone(),
+            https_public_url: host.https_public_url,
+        })
+    }
+
+    /// The metrics token when `path` is `/metrics` and the host answers it itself.
+    fn intercepts(&self, path: &str) -> Option<&MetricsToken> {
+        self.metrics_token
+            .as_ref()
+            .filter(|_| path == metrics::METRICS_ROUTE)
+    }
+
+    /// The route label of `path`.
+    fn route(&self, path: &str) -> &str {
+        if self.intercepts(path).is_some() {
+            metrics::METRICS_ROUTE
+        } else {
+            self.metrics.route(path)
+        }
+    }
+}
+
+/// The component's OpenAPI document, asked for like any client would.
+async fn openapi_document(instances: &Instances) -> anyhow::Result<Bytes> {
+    let mut request = Request::get(OPENAPI_PATH).body(Full::new(Bytes::new()))?;
+    set_forwarding_headers(
+        request.headers_mut(),
+        Connection {
+            peer: HOST_ITSELF,
+            local: HOST_ITSELF,
+        },
+    );
+    let response = run_component(instances, request).await?;
+    let status = response.status();
+    anyhow::ensure!(status == StatusCode::OK, "the component answered {status}");
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .context("reading the answer")?;
+    Ok(body.to_bytes())
+}
+
+/// Everything a request needs.
+struct Server {
+    instances: Arc<Instances>,
+    observability: Observability,
+}
+
 /// Serves `listener` until `shutdown` completes, then stops accepting and lets the
 /// requests in flight finish (for up to 30 s).
 pub async fn serve(
     listener: TcpListener,
     instances: Arc<Instances>,
+    observability: Observability,
     shutdown: impl Future<Output = ()>,
 ) {
+    let server = Arc::new(Server {
+        instances,
+        observability,
+    });
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => serve_connection(stream, peer, &instances, &graceful),
+                Ok((stream, peer)) => serve_connection(stream, peer, &server, &graceful),
                 Err(error) => {
                     tracing::warn!(%error, "accepting a connection failed");
                     tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
@@ -72,22 +172,18 @@ pub async fn serve(
             () = &mut shutdown => break,
         }
     }
-    accept_queued(&listener, &instances, &graceful).await;
+    accept_queued(&listener, &server, &graceful).await;
     drop(listener);
-    finish_in_flight(graceful, &instances).await;
+    finish_in_flight(graceful, &server.instances).await;
 }
 
 /// Serves the connections that clients opened before shutdown and that wait in the
 /// listen queue, rather than resetting them when the listener closes.
-async fn accept_queued(
-    listener: &TcpListener,
-    instances: &Arc<Instances>,
-    graceful: &GracefulShutdown,
-) {
+async fn accept_queued(listener: &TcpListener, server: &Arc<Server>, graceful: &GracefulShutdown) {
     // A zero timeout still polls `accept` once: it yields only what is queued already.
     while let Ok(Ok((stream, peer))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await
     {
-        serve_connection(stream, peer, instances, graceful);
+        serve_connection(stream, peer, server, graceful);
     }
 }
 
@@ -116,7 +212,7 @@ async fn finish_in_flight(graceful: GracefulShutdown, instances: &Instances) {
 fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    instances: &Arc<Instances>,
+    server: &Arc<Server>,
     graceful: &GracefulShutdown,
 ) {
     let local = match stream.local_addr() {
@@ -127,10 +223,10 @@ fn serve_connection(
         }
     };
     let connection = Connection { peer, local };
-    let instances = Arc::clone(instances);
+    let server = Arc::clone(server);
     let service = service_fn(move |request| {
-        let instances = Arc::clone(&instances);
-        async move { Ok::<_, Infallible>(handle(&instances, request, connection).await) }
+        let server = Arc::clone(&server);
+        async move { Ok::<_, Infallible>(handle(&server, request, connection).await) }
     });
     // The timer enables hyper's 30 s limit on reading a request's headers (slow clients
     // cannot hold a connection open for free).
@@ -146,31 +242,203 @@ fn serve_connection(
     });
 }
 
+/// Answers one request under its id, then counts it and writes its access-log line.
 async fn handle(
-    instances: &Instances,
+    server: &Server,
     mut request: Request<Incoming>,
     connection: Connection,
 ) -> Response<HyperOutgoingBody> {
     let started = Instant::now();
+    let request_id = request_id::assign(request.headers_mut());
+    let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or("?"));
     let method = request.method().clone();
-    // The path only: a query string may carry a token.
-    let path = request.uri().path().to_owned();
+    let route = server.observability.route(request.uri().path());
+    let mut response = answer(server, request, connection)
+        .instrument(span.clone())
+        .await;
+    response
+        .headers_mut()
+        .insert(request_id::HEADER, request_id);
+    let status = response.status();
+    let elapsed = started.elapsed();
+    server
+        .observability
+        .metrics
+        .record(&method, route, status, elapsed);
+    span.in_scope(|| {
+        tracing::info!(
+            %method,
+            route,
+            status = status.as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            client_ip = %connection.peer.ip(),
+            "request"
+        );
+    });
+    response
+}
+
+/// The host's own answer, or the component's.
+async fn answer(
+    server: &Server,
+    mut request: Request<Incoming>,
+    connection: Connection,
+) -> Response<HyperOutgoingBody> {
+    let observability = &server.observability;
+    if let Some(token) = observability.intercepts(request.uri().path()) {
+        return metrics_answer(observability, token, &request);
+    }
     set_forwarding_headers(request.headers_mut(), connection);
-    let response = match run_component(instances, request).await {
+    match run_component(&server.instances, request).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::error!(error = %format!("{error:#}"), %method, %path, "request failed");
-            internal_error()
+            tracing::error!(error = %format!("{error:#}"), "request failed");
+            host_problem(observability, Problem::Internal)
         }
-    };
-    tracing::info!(
-        %method,
-        %path,
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        peer = %connection.peer,
-        "request"
+    }
+}
+
+/// `GET /metrics` with the metrics token: the metrics; else the problem, as the
+/// component would answer it.
+fn metrics_answer(
+    observability: &Observability,
+    token: &MetricsToken,
+    request: &Request<Incoming>,
+) -> Response<HyperOutgoingBody> {
+    if request.method() != Method::GET {
+        return host_problem(observability, Problem::MethodNotAllowed);
+    }
+    match bearer_token(request.headers()) {
+        None => return host_problem(observability, Problem::Unauthorized),
+        Some(presented) if !token.matches(presented) => {
+            return host_problem(observability, Problem::InvalidToken);
+        }
+        Some(_) => {}
+    }
+    match observability.metrics.render() {
+        Ok(text) => host_answer(
+            observability,
+            StatusCode::OK,
+            metrics::CONTENT_TYPE,
+            Bytes::from(text),
+        ),
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "rendering the metrics failed");
+            host_problem(observability, Problem::Internal)
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header (the scheme in any case).
+fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(AUTHORIZATION)?.as_bytes();
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| token.trim_ascii())
+}
+
+/// The problems the host answers itself, as the component words them (RFC 9457).
+#[derive(Clone, Copy)]
+enum Problem {
+    Unauthorized,
+    InvalidToken,
+    MethodNotAllowed,
+    Internal,
+}
+
+impl Problem {
+    /// Status, code, title and detail.
+    fn parts(self) -> (StatusCode, &'static str, &'static str, &'static str) {
+        match self {
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                "A bearer token is required.",
+            ),
+            Self::InvalidToken => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "Invalid token",
+                "The token is invalid, expired or revoked.",
+            ),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                "Allowed methods: GET.",
+            ),
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+                "An internal error occurred.",
+            ),
+        }
+    }
+
+    /// The header this problem adds, if any.
+    fn header(self) -> Option<(HeaderName, &'static str)> {
+        match self {
+            Self::Unauthorized => Some((WWW_AUTHENTICATE, r#"Bearer realm="portcullis""#)),
+            Self::InvalidToken => Some((
+                WWW_AUTHENTICATE,
+                r#"Bearer realm="portcullis", error="invalid_token""#,
+            )),
+            Self::MethodNotAllowed => Some((ALLOW, "GET")),
+            Self::Internal => None,
+        }
+    }
+}
+
+/// A problem answer of the host's own.
+fn host_problem(observability: &Observability, problem: Problem) -> Response<HyperOutgoingBody> {
+    let (status, code, title, detail) = problem.parts();
+    let body = serde_json::json!({
+        "type": format!("urn:portcullis:problem:{code}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+        "code": code,
+    });
+    let mut response = host_answer(
+        observability,
+        status,
+        "application/problem+json",
+        Bytes::from(body.to_string()),
     );
+    if let Some((name, value)) = problem.header() {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// An answer of the host's own, with the component's common headers.
+fn host_answer(
+    observability: &Observability,
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<HyperOutgoingBody> {
+    let body = Full::new(body)
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if observability.https_public_url {
+        headers.insert(
+            STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
 }
 
@@ -190,11 +458,16 @@ fn header_value(address: SocketAddr) -> HeaderValue {
 }
 
 /// Hands the request to a fresh instance and waits for the response head; the body
-/// streams from the instance, which runs on in a task of its own.
-async fn run_component(
+/// streams from the instance, which runs on in a task of its own (in the current span,
+/// so that its log lines carry the request id).
+async fn run_component<B>(
     instances: &Instances,
-    request: Request<Incoming>,
-) -> wasmtime::Result<Response<HyperOutgoingBody>> {
+    request: Request<B>,
+) -> wasmtime::Result<Response<HyperOutgoingBody>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
     let slot = instances.reserve().await?;
     let mut store = instances.new_store();
     let (response_sender, response_receiver) = oneshot::channel();
@@ -207,21 +480,24 @@ async fn run_component(
         .http()
         .new_response_outparam(response_sender)?;
     let pre = instances.proxy_pre().clone();
-    tokio::spawn(async move {
-        let outcome = async {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, incoming, outparam)
-                .await
+    tokio::spawn(
+        async move {
+            let outcome = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+            }
+            .await;
+            drop(store);
+            drop(slot);
+            if let Err(error) = outcome {
+                log_instance_failure(&error);
+            }
         }
-        .await;
-        drop(store);
-        drop(slot);
-        if let Err(error) = outcome {
-            log_instance_failure(&error);
-        }
-    });
+        .in_current_span(),
+    );
     match response_receiver.await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(error_code)) => bail!("the component answered with the error {error_code:?}"),
@@ -239,20 +515,6 @@ fn log_instance_failure(error: &wasmtime::Error) {
         // The alternate form carries the wasm backtrace but not the host's.
         tracing::error!(error = %format!("{error:#}"), "the component trapped");
     }
-}
-
-/// The RFC 9457 answer to a request the component could not handle.
-fn internal_error() -> Response<HyperOutgoingBody> {
-    let body = Full::new(Bytes::from_static(INTERNAL_ERROR_BODY.as_bytes()))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
 }
 
 #[cfg(test)]

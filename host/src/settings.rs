@@ -19,6 +19,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::TryRngCore as _;
 use rand::rngs::OsRng;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 use tracing_subscriber::EnvFilter;
 
 const PREFIX: &str = "PORTCULLIS_";
@@ -29,6 +31,8 @@ const DEFAULT_DATA_DIR: &str = "data";
 const DEFAULT_LOG: &str = "info";
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 const MAX_CONNECTIONS_LIMIT: u32 = 1000;
+const METRICS_TOKEN: &str = "metrics_token";
+const MAX_METRICS_TOKEN_BYTES: usize = 1024;
 
 /// Settings that stop start-up: one line per bad setting, each naming it.
 #[derive(Debug)]
@@ -163,6 +167,44 @@ pub struct HostSettings {
     /// Where the compiled component is cached (default `<data_dir>/cache`); several
     /// hosts may share one.
     pub cache_dir: PathBuf,
+    /// The token `/metrics` requires; `None`: `/metrics` is not served.
+    pub metrics_token: Option<MetricsToken>,
+    /// Whether `PORTCULLIS_PUBLIC_URL` is `https://…`: the answers the host makes itself
+    /// then carry `Strict-Transport-Security`, as the component's do.
+    pub https_public_url: bool,
+}
+
+/// The bearer token `/metrics` requires (`PORTCULLIS_METRICS_TOKEN`). Only its SHA-256
+/// digest is kept, so no `Debug` or log line can show it; presented tokens are compared
+/// by digest in constant time.
+#[derive(Clone)]
+pub struct MetricsToken([u8; 32]);
+
+impl fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MetricsToken(<redacted>)")
+    }
+}
+
+impl MetricsToken {
+    /// Checks the setting: 1 to 1024 visible ASCII characters (a bearer token has no
+    /// spaces).
+    fn parse(text: &str) -> Result<Self, Rejected> {
+        let visible = text.bytes().all(|byte| byte.is_ascii_graphic());
+        if text.is_empty() || text.len() > MAX_METRICS_TOKEN_BYTES || !visible {
+            return Err(Rejected::setting(
+                METRICS_TOKEN,
+                format!("must be 1 to {MAX_METRICS_TOKEN_BYTES} visible ASCII characters"),
+            ));
+        }
+        Ok(Self(Sha256::digest(text).into()))
+    }
+
+    /// Whether `presented` is the token (constant time in its contents).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented).into();
+        digest.ct_eq(&self.0).into()
+    }
 }
 
 /// The database to use.
@@ -201,6 +243,13 @@ impl HostSettings {
                 .get("cache_dir")
                 .map_or_else(|| data_dir.join("cache"), PathBuf::from),
             data_dir,
+            metrics_token: settings
+                .get(METRICS_TOKEN)
+                .map(MetricsToken::parse)
+                .transpose()?,
+            https_public_url: settings
+                .get("public_url")
+                .is_some_and(|url| url.starts_with("https://")),
         })
     }
 }
@@ -322,4 +371,28 @@ fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metrics_token_matches_only_itself_and_never_shows() {
+        let token = MetricsToken::parse("s3cret-metrics").unwrap();
+        assert!(token.matches(b"s3cret-metrics"));
+        assert!(!token.matches(b"s3cret-metric"));
+        assert!(!token.matches(b""));
+        assert!(!format!("{token:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_metrics_token_must_be_visible_ascii() {
+        for bad in ["", "has space", "tab\there", "é"] {
+            let rejected = MetricsToken::parse(bad).unwrap_err();
+            assert!(rejected.lines[0].starts_with("PORTCULLIS_METRICS_TOKEN: "));
+            assert!(bad.is_empty() || !rejected.lines[0].contains(bad));
+        }
+        assert!(MetricsToken::parse(&"x".repeat(1025)).is_err());
+    }
 }

@@ -70,6 +70,7 @@ mod health;
 mod hostile;
 mod login;
 mod mail;
+mod observability;
 mod openapi;
 mod outage;
 mod register;
@@ -90,6 +91,7 @@ const MODULES: &[Module] = &[
     ("hostile", hostile::tests),
     ("login", login::tests),
     ("mail", mail::tests),
+    ("observability", observability::tests),
     ("openapi", openapi::tests),
     ("outage", outage::tests),
     ("register", register::tests),

@@ -78,6 +78,11 @@ impl<DB: sqlx::Database> SqlPool<DB> {
     pub async fn close(&self) {
         self.0.close().await;
     }
+
+    /// The connections open now, and how many of them are idle (for the metrics).
+    pub fn connections(&self) -> (u32, usize) {
+        (self.0.size(), self.0.num_idle())
+    }
 }
 
 impl<DB> SqlPool<DB>
