@@ -9,7 +9,8 @@
 //! Code map: [`settings`] and [`logging`] (start-up), [`commands`] (what `serve`,
 //! `migrate` and `keys rotate` do), [`engine`] (wasmtime and the compiled-component
 //! cache), [`instances`] and [`state`] (one store and instance per request), [`server`]
-//! (hyper; request ids, access log and `/metrics`, with `metrics` and `request_id`), [`api`] (typed calls into the component), [`mail`] (delivering the outbox),
+//! (hyper; request ids, the access log and `/metrics`, with `metrics` and `request_id`),
+//! [`api`] (typed calls into the component), [`mail`] (delivering the outbox),
 //! and the imports: [`db`], [`wasi_config`], [`clock`].
 
 /// The component, built by `build.rs` for wasm32-wasip2 in release mode.
