@@ -1,8 +1,10 @@
 //! The Spin artifact of Portcullis: the auth component (`component/`, unchanged) with
 //! the store adapter (`spin/store-adapter`) plugged into its `portcullis:auth/store`
-//! import, as one component that imports only what Spin provides.
+//! import, wrapped by the mail relay (`spin/mail-relay`), whose imported HTTP handler
+//! and `portcullis:auth/api` the auth component supplies: one component that imports
+//! only what Spin provides and exports the relay's HTTP handler.
 //!
-//! [`build`] builds both wasm pieces with cargo (release, wasm32-wasip2) and writes
+//! [`build`] builds the three wasm pieces with cargo (release, wasm32-wasip2) and writes
 //! `target/spin/portcullis.wasm`, the `source` of `spin.toml`; [`compose`] is the
 //! composition itself; [`check_imports`] compares the artifact's imports with Spin's
 //! platform world (`spin/wit/spin.wit`).
@@ -21,6 +23,7 @@ pub use imports::check_imports;
 const WASM_TARGET: &str = "wasm32-wasip2";
 const COMPONENT_PACKAGE: &str = "portcullis-component";
 const ADAPTER_PACKAGE: &str = "portcullis-spin-store";
+const RELAY_PACKAGE: &str = "portcullis-spin-mail-relay";
 
 /// The workspace root (this crate is `spin/compose`).
 pub fn workspace_dir() -> PathBuf {
@@ -50,14 +53,15 @@ pub struct Artifact {
     pub imports: Vec<String>,
 }
 
-/// Builds the auth component and the adapter, composes them, checks the imports and
-/// writes the artifact.
+/// Builds the auth component, the adapter and the relay, composes them, checks the
+/// imports and writes the artifact.
 pub fn build(workspace: &Path) -> anyhow::Result<Artifact> {
     let target = target_dir(workspace);
     // The component's target folder is the one host/build.rs uses: no second build.
     let component = build_wasm(workspace, COMPONENT_PACKAGE, &target.join("component"))?;
     let adapter = build_wasm(workspace, ADAPTER_PACKAGE, &target.join("spin"))?;
-    let composed = compose(&read(&component)?, &read(&adapter)?)?;
+    let relay = build_wasm(workspace, RELAY_PACKAGE, &target.join("spin"))?;
+    let composed = compose(&read(&component)?, &read(&adapter)?, &read(&relay)?)?;
     let imports = check_imports(&composed, workspace)?;
     let path = artifact_path(workspace);
     std::fs::write(&path, composed).with_context(|| format!("writing {}", path.display()))?;
@@ -92,18 +96,34 @@ fn build_wasm(workspace: &Path, package: &str, target_dir: &Path) -> anyhow::Res
     Ok(target_dir.join(WASM_TARGET).join("release").join(file))
 }
 
-/// Plugs `adapter`'s `portcullis:auth/store` export into `auth`'s import; every other
-/// import of either stays an import of the result, which exports what `auth` exports.
-pub fn compose(auth: &[u8], adapter: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// Plugs `adapter`'s `portcullis:auth/store` export into `auth`'s import, then plugs
+/// that component's HTTP handler and `portcullis:auth/api` exports into `relay`'s
+/// imports. Every other import stays an import of the result, which exports what
+/// `relay` exports (its HTTP handler).
+pub fn compose(auth: &[u8], adapter: &[u8], relay: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let served = plug(
+        ("portcullis:spin-store", adapter),
+        ("portcullis:auth", auth),
+    )
+    .context("plugging the store adapter into the auth component")?;
+    plug(
+        ("portcullis:served", &served),
+        ("portcullis:mail-relay", relay),
+    )
+    .context("plugging the auth component into the mail relay")
+}
+
+/// Plugs the exports of `plug` into the matching imports of `socket` (each a package
+/// name and its component bytes) and encodes the result.
+fn plug(plug: (&str, &[u8]), socket: (&str, &[u8])) -> anyhow::Result<Vec<u8>> {
     let mut graph = CompositionGraph::new();
-    let auth = Package::from_bytes("portcullis:auth", None, auth, graph.types_mut())
-        .context("reading the auth component")?;
-    let adapter = Package::from_bytes("portcullis:spin-store", None, adapter, graph.types_mut())
-        .context("reading the store adapter")?;
-    let auth = graph.register_package(auth)?;
-    let adapter = graph.register_package(adapter)?;
-    wac_graph::plug(&mut graph, vec![adapter], auth)
-        .context("plugging the store adapter into the auth component")?;
+    let plug_package = Package::from_bytes(plug.0, None, plug.1, graph.types_mut())
+        .with_context(|| format!("reading {}", plug.0))?;
+    let socket_package = Package::from_bytes(socket.0, None, socket.1, graph.types_mut())
+        .with_context(|| format!("reading {}", socket.0))?;
+    let plug_id = graph.register_package(plug_package)?;
+    let socket_id = graph.register_package(socket_package)?;
+    wac_graph::plug(&mut graph, vec![plug_id], socket_id)?;
     graph
         .encode(EncodeOptions::default())
         .context("encoding the composed component")

@@ -1,7 +1,8 @@
 //! Builds the Spin artifact as `spin build` does and checks that it imports only what
 //! Spin's platform world offers (the check `build` runs), and that the check does fail
 //! for a component that imports something Spin lacks: the bare auth component, whose
-//! `portcullis:auth/store` only the adapter supplies.
+//! `portcullis:auth/store` only the adapter supplies, and the bare mail relay, whose
+//! `portcullis:auth/api` only the auth component supplies.
 
 use portcullis_spin_compose::{artifact_path, build, check_imports, target_dir, workspace_dir};
 
@@ -17,6 +18,8 @@ fn the_artifact_imports_only_what_spin_provides() {
         "spin:sqlite/sqlite@3.1.0",
         "spin:postgres/postgres@4.2.0",
         "wasi:config/store@0.2.0-draft-2024-09-27",
+        // The mail relay's webhook.
+        "wasi:http/outgoing-handler@0.2.12",
     ] {
         assert!(
             imports.iter().any(|import| import == expected),
@@ -27,7 +30,7 @@ fn the_artifact_imports_only_what_spin_provides() {
         !imports
             .iter()
             .any(|import| import.starts_with("portcullis:")),
-        "the adapter supplies the store: {imports:?}"
+        "the adapter supplies the store, the auth component the relay's api: {imports:?}"
     );
 
     let auth =
@@ -37,6 +40,17 @@ fn the_artifact_imports_only_what_spin_provides() {
     assert!(
         message.contains(
             "imports portcullis:auth/store@0.1.0, which Spin's platform world does not offer"
+        ),
+        "{message}"
+    );
+
+    let relay =
+        target_dir(&workspace).join("spin/wasm32-wasip2/release/portcullis_spin_mail_relay.wasm");
+    let error = check_imports(&std::fs::read(relay).unwrap(), &workspace).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains(
+            "imports portcullis:auth/api@0.1.0, which Spin's platform world does not offer"
         ),
         "{message}"
     );

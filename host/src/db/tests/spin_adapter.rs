@@ -6,6 +6,9 @@
 //!
 //! Beyond the shared cases: the adapter's migrations are recorded as sqlx records them,
 //! so the native host accepts a database the adapter migrated, and the other way round.
+//! [`served`] serves the whole Spin artifact over HTTP with these same imports.
+
+mod served;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,9 +17,11 @@ use std::sync::OnceLock;
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Column as _, ConnectOptions as _, Executor as _, Row as _, Sqlite, SqliteConnection};
-use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable, ResourceType};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::super::pool::Backend as _;
 use super::super::{Database, Error, Rows, SqlDialect, Statement, Value};
@@ -43,13 +48,68 @@ fn adapter_wasm() -> &'static Path {
     ADAPTER.get_or_init(build_adapter)
 }
 
-fn build_adapter() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace.join(dir),
-        None => workspace.join("target"),
+/// The workspace root (this crate is `host`).
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `<target>/spin`, where `spin/compose` builds the Spin pieces.
+fn spin_target() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace().join(dir),
+        None => workspace().join("target"),
     }
-    .join("spin");
+    .join("spin")
+}
+
+/// Supplies `spin:sqlite` and `wasi:config` (and WASI) as Spin does; `spin:postgres`,
+/// unused on SQLite, traps.
+fn add_spin_to_linker(linker: &mut Linker<SpinState>, component: &Component) {
+    wasmtime_wasi::p2::add_to_linker_async(linker).unwrap();
+    sqlite::add_to_linker::<_, HasSelf<SpinState>>(linker, |state| state).unwrap();
+    config::add_to_linker::<_, HasSelf<SpinState>>(linker, |state| state).unwrap();
+    trap_postgres(linker, component);
+}
+
+/// The resource type behind the trapping `spin:postgres`.
+struct PostgresNotSupplied;
+
+/// Defines each function of the component's `spin:postgres` import as a trap. (The
+/// linker's `define_unknown_imports_as_traps` would also stub WASI imports whose version
+/// differs from wasmtime's, breaking their shared resource types.)
+fn trap_postgres(linker: &mut Linker<SpinState>, component: &Component) {
+    let engine = component.engine();
+    for (name, item) in component.component_type().imports(engine) {
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        if !name.starts_with("spin:postgres/") {
+            continue;
+        }
+        let mut stub = linker.instance(name).unwrap();
+        for (export, item) in instance.exports(engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(_) => stub
+                    .func_new(export, |_, _, _, _| {
+                        wasmtime::bail!("spin:postgres is not supplied in this test")
+                    })
+                    .unwrap(),
+                ComponentItem::Resource(_) => stub
+                    .resource(
+                        export,
+                        ResourceType::host::<PostgresNotSupplied>(),
+                        |_, _| Ok(()),
+                    )
+                    .unwrap(),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn build_adapter() -> PathBuf {
+    let workspace = workspace();
+    let target = spin_target();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&workspace)
@@ -68,12 +128,36 @@ fn build_adapter() -> PathBuf {
 /// An open `spin:sqlite` connection.
 pub struct SpinSqlite(SqliteConnection);
 
-/// One instance's store data: WASI, the settings, and the SQLite file behind `default`.
+/// One instance's store data: WASI (with HTTP), the settings, and the SQLite file
+/// behind `default`.
 struct SpinState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
     table: ResourceTable,
     settings: HashMap<String, String>,
     database_file: PathBuf,
+}
+
+impl SpinState {
+    fn new(settings: HashMap<String, String>, database_file: &Path) -> Self {
+        Self {
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            settings,
+            database_file: database_file.to_owned(),
+        }
+    }
+}
+
+impl WasiHttpView for SpinState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
 }
 
 impl WasiView for SpinState {
@@ -211,11 +295,7 @@ impl SpinAdapter {
         let engine = Engine::new(&Config::new()).unwrap();
         let component = Component::from_file(&engine, adapter_wasm()).unwrap();
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-        sqlite::add_to_linker::<_, HasSelf<SpinState>>(&mut linker, |state| state).unwrap();
-        config::add_to_linker::<_, HasSelf<SpinState>>(&mut linker, |state| state).unwrap();
-        // `spin:postgres` is not used on SQLite: calling it would trap.
-        linker.define_unknown_imports_as_traps(&component).unwrap();
+        add_spin_to_linker(&mut linker, &component);
         let pre =
             bindings::StoreAdapterPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
         Self {
@@ -226,12 +306,8 @@ impl SpinAdapter {
     }
 
     async fn instance(&self) -> (Store<SpinState>, bindings::StoreAdapter) {
-        let state = SpinState {
-            wasi: WasiCtx::builder().inherit_stderr().build(),
-            table: ResourceTable::new(),
-            settings: HashMap::from([("database_url".to_owned(), String::new())]),
-            database_file: self.database_file.clone(),
-        };
+        let settings = HashMap::from([("database_url".to_owned(), String::new())]);
+        let state = SpinState::new(settings, &self.database_file);
         let mut store = Store::new(&self.engine, state);
         let instance = self.pre.instantiate_async(&mut store).await.unwrap();
         (store, instance)

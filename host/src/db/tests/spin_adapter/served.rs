@@ -1,0 +1,394 @@
+//! The Spin artifact (`target/spin/portcullis.wasm`, built by `spin/compose` as
+//! `spin build` does) served over real HTTP by wasmtime-wasi-http, with incoming and
+//! outgoing HTTP, `spin:sqlite` on a temporary file and `wasi:config` from a map, as Spin
+//! supplies them. A webhook (a small HTTP server here) receives the mail the artifact's
+//! relay POSTs. One fresh instance serves each request, as in Spin.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value as Json, json};
+use sqlx::{ConnectOptions as _, sqlite::SqliteConnectOptions};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi_http::WasiHttpView as _;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::{SpinState, add_spin_to_linker, spin_target, workspace};
+
+/// The bearer token the webhook expects.
+const HOOK_TOKEN: &str = "hook-token-for-tests";
+/// How long a test waits for something the relay does after a response.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The artifact as `spin build` makes it (once per test run).
+fn artifact() -> &'static Path {
+    static ARTIFACT: OnceLock<PathBuf> = OnceLock::new();
+    ARTIFACT.get_or_init(build_artifact)
+}
+
+fn build_artifact() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["run", "--release", "-p", "portcullis-spin-compose"])
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the Spin artifact failed");
+    spin_target().join("portcullis.wasm")
+}
+
+/// The artifact behind an HTTP listener.
+struct Served {
+    engine: Engine,
+    pre: ProxyPre<SpinState>,
+    settings: HashMap<String, String>,
+    database_file: PathBuf,
+}
+
+impl Served {
+    fn new(settings: HashMap<String, String>, database_file: &Path) -> Self {
+        let engine = Engine::new(&Config::new()).unwrap();
+        let component = Component::from_file(&engine, artifact()).unwrap();
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
+        add_spin_to_linker(&mut linker, &component);
+        let pre = ProxyPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+        Self {
+            engine,
+            pre,
+            settings,
+            database_file: database_file.to_owned(),
+        }
+    }
+
+    /// Runs the request in a fresh instance; the instance runs on (the relay's mail
+    /// delivery) after the response head is handed over.
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<Response<HyperOutgoingBody>, std::io::Error> {
+        let state = SpinState::new(self.settings.clone(), &self.database_file);
+        let mut store = Store::new(&self.engine, state);
+        let (sender, receiver) = oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(std::io::Error::other)?;
+        let outparam = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(std::io::Error::other)?;
+        let pre = self.pre.clone();
+        tokio::spawn(async move {
+            let outcome = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+            }
+            .await;
+            if let Err(error) = outcome {
+                eprintln!("the Spin artifact trapped: {error:#}");
+            }
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(std::io::Error::other(format!("answered {code:?}"))),
+            Err(_) => Err(std::io::Error::other("ended without a response")),
+        }
+    }
+}
+
+/// Serves the artifact on `listener` until the test ends.
+async fn serve(served: Arc<Served>, listener: TcpListener) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let served = Arc::clone(&served);
+        let service = service_fn(move |request| {
+            let served = Arc::clone(&served);
+            async move { served.handle(request).await }
+        });
+        tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+    }
+}
+
+/// What the webhook received in one POST.
+#[derive(Debug)]
+struct Delivery {
+    path: String,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    body: Json,
+}
+
+/// A webhook answering every POST with `status` and passing what it got to `deliveries`.
+async fn webhook(
+    listener: TcpListener,
+    status: StatusCode,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let deliveries = deliveries.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let deliveries = deliveries.clone();
+            async move {
+                let header = |name: &str| {
+                    request
+                        .headers()
+                        .get(name)
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let authorization = header("authorization");
+                let content_type = header("content-type");
+                let path = request.uri().path().to_owned();
+                let body = request.into_body().collect().await?.to_bytes();
+                let _ = deliveries.send(Delivery {
+                    path,
+                    authorization,
+                    content_type,
+                    body: serde_json::from_slice(&body).unwrap_or(Json::Null),
+                });
+                let mut answer = Response::new(Empty::<Bytes>::new());
+                *answer.status_mut() = status;
+                Ok::<_, hyper::Error>(answer)
+            }
+        });
+        tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+    }
+}
+
+/// A served artifact with email verification required, its mail going to a webhook
+/// that answers `hook_status`.
+struct Scenario {
+    api: String,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+    database_file: PathBuf,
+    client: reqwest::Client,
+    _folder: tempfile::TempDir,
+}
+
+impl Scenario {
+    async fn start(hook_status: StatusCode) -> Self {
+        let folder = tempfile::tempdir().unwrap();
+        let database_file = folder.path().join("spin.db");
+        let hook_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook = hook_listener.local_addr().unwrap();
+        let (sender, deliveries) = mpsc::unbounded_channel();
+        tokio::spawn(webhook(hook_listener, hook_status, sender));
+        let api_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = format!("http://{}", api_listener.local_addr().unwrap());
+        let settings = [
+            (
+                "jwt_secret",
+                "a-test-secret-of-more-than-thirty-two-bytes-0123456789",
+            ),
+            ("database_url", ""),
+            ("require_email_verification", "true"),
+            ("public_url", &api),
+            (
+                "mail_webhook_url",
+                &format!("http://{hook}/hooks/mail?from=spin"),
+            ),
+            ("mail_webhook_token", HOOK_TOKEN),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect();
+        let served = Arc::new(Served::new(settings, &database_file));
+        tokio::spawn(serve(served, api_listener));
+        Self {
+            api,
+            deliveries,
+            database_file,
+            client: reqwest::Client::new(),
+            _folder: folder,
+        }
+    }
+
+    async fn register(&self, username: &str, email: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/v1/auth/register", self.api))
+            .json(&json!({"username": username, "email": email, "password": "Spin-Relay-42"}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn login(&self, login: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/v1/auth/login", self.api))
+            .json(&json!({"login": login, "password": "Spin-Relay-42"}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn next_delivery(&mut self) -> Delivery {
+        tokio::time::timeout(PATIENCE, self.deliveries.recv())
+            .await
+            .expect("no mail reached the webhook")
+            .expect("the webhook stopped")
+    }
+
+    /// The outbox row of a mail: (sent_at, attempts, last_error), once `settled` holds
+    /// for it (the relay records outcomes after the response, so this waits for it).
+    async fn outbox_row(
+        &self,
+        id: &str,
+        settled: impl Fn(&(Option<i64>, i64, Option<String>)) -> bool,
+    ) -> (Option<i64>, i64, Option<String>) {
+        let mut connection = SqliteConnectOptions::new()
+            .filename(&self.database_file)
+            .connect()
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let row: (Option<i64>, i64, Option<String>) =
+                sqlx::query_as("SELECT sent_at, attempts, last_error FROM outbox WHERE id = ?")
+                    .bind(id)
+                    .fetch_one(&mut connection)
+                    .await
+                    .unwrap();
+            if settled(&row) || tokio::time::Instant::now() > deadline {
+                return row;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The token of the verification link in a mail's text.
+fn link_token(text: &str, api: &str) -> String {
+    let prefix = format!("{api}/verify-email?token=");
+    let start = text
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no link in {text:?}"))
+        + prefix.len();
+    text[start..]
+        .chars()
+        .take_while(|character| character.is_ascii_alphanumeric() || "-_.~%".contains(*character))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spin_artifact_serves_the_api_and_mails_through_the_webhook() {
+    let mut scenario = Scenario::start(StatusCode::OK).await;
+    let api = scenario.api.clone();
+
+    let registered = scenario
+        .register("spin_user", "Spin.User@Example.com")
+        .await;
+    assert_eq!(registered.status(), 201);
+    let registered: Json = registered.json().await.unwrap();
+    assert_eq!(registered["verification_required"], true, "{registered}");
+
+    let mail = scenario.next_delivery().await;
+    assert_eq!(mail.path, "/hooks/mail");
+    assert_eq!(
+        mail.authorization.as_deref(),
+        Some(format!("Bearer {HOOK_TOKEN}").as_str())
+    );
+    assert_eq!(mail.content_type.as_deref(), Some("application/json"));
+    assert_eq!(mail.body["to"], "spin.user@example.com", "{}", mail.body);
+    for field in ["id", "subject", "html"] {
+        assert!(
+            mail.body[field]
+                .as_str()
+                .is_some_and(|value| !value.is_empty()),
+            "{field}: {}",
+            mail.body
+        );
+    }
+    let text = mail.body["text"].as_str().unwrap_or_default();
+    let token = link_token(text, &api);
+    assert!(!token.is_empty(), "{text}");
+
+    let refused = scenario.login("spin_user").await;
+    assert_eq!(refused.status(), 403);
+    let refused: Json = refused.json().await.unwrap();
+    assert_eq!(refused["code"], "email_not_verified");
+
+    let page = scenario
+        .client
+        .get(format!("{api}/verify-email?token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<form"));
+    let verified = scenario
+        .client
+        .post(format!("{api}/verify-email"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200);
+
+    let login = scenario.login("spin_user").await;
+    assert_eq!(login.status(), 200);
+    let login: Json = login.json().await.unwrap();
+    let access = login["access_token"].as_str().unwrap_or_default();
+    let checked = scenario
+        .client
+        .get(format!("{api}/api/v1/auth/verify"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(checked.status(), 200);
+    let checked: Json = checked.json().await.unwrap();
+    assert_eq!(checked["valid"], true);
+    assert_eq!(checked["username"], "spin_user");
+
+    let id = mail.body["id"].as_str().unwrap_or_default();
+    let (sent_at, attempts, last_error) = scenario
+        .outbox_row(id, |(sent_at, _, _)| sent_at.is_some())
+        .await;
+    assert!(sent_at.is_some(), "the relay recorded the delivery");
+    assert_eq!((attempts, last_error), (0, None));
+    assert!(
+        scenario.deliveries.try_recv().is_err(),
+        "the mail came once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_failure_keeps_the_mail_for_a_retry() {
+    let mut scenario = Scenario::start(StatusCode::SERVICE_UNAVAILABLE).await;
+    let registered = scenario.register("spin_retry", "retry@example.com").await;
+    assert_eq!(registered.status(), 201);
+
+    let mail = scenario.next_delivery().await;
+    let id = mail.body["id"].as_str().unwrap_or_default();
+    let (sent_at, attempts, last_error) = scenario
+        .outbox_row(id, |(_, attempts, _)| *attempts > 0)
+        .await;
+    assert_eq!(sent_at, None);
+    assert_eq!(attempts, 1);
+    let last_error = last_error.unwrap_or_default();
+    assert!(last_error.contains("503"), "{last_error}");
+    assert!(!last_error.contains(HOOK_TOKEN), "{last_error}");
+}

@@ -1,0 +1,156 @@
+//! The WIT side (wasm32 only): exports `wasi:http/incoming-handler`, forwards each
+//! request to the imported handler (the auth component's, plugged in at composition),
+//! and then delivers due mail over outgoing `wasi:http`. Settings come from
+//! `wasi:config`, which Spin fills from its variables.
+
+use crate::{BATCH, LEASE_SECONDS, Payload, TIMEOUT_NANOS, TOKEN_SETTING, URL_SETTING, Webhook};
+
+wit_bindgen::generate!({
+    path: ["../../wit", "../wit"],
+    world: "portcullis:spin/mail-relay",
+    // wasi:cli 0.2.12 (a dependency of the `platform` world) names an interface behind
+    // this gate; the relay never imports it.
+    features: ["clocks-timezone"],
+    generate_all,
+});
+
+use portcullis::auth::api::{self, Mail};
+use wasi::config::store as config;
+use wasi::http::outgoing_handler;
+use wasi::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, RequestOptions,
+    ResponseOutparam, Scheme,
+};
+
+/// The most bytes one `blocking-write-and-flush` takes.
+const WRITE_CHUNK: usize = 4096;
+
+struct Relay;
+
+impl exports::wasi::http::incoming_handler::Guest for Relay {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        wasi::http::incoming_handler::handle(request, response_out);
+        deliver_due_mail();
+    }
+}
+
+export!(Relay);
+
+/// Claims due mail and delivers each to the webhook, when one is configured.
+fn deliver_due_mail() {
+    let webhook = match configured_webhook() {
+        Ok(Some(webhook)) => webhook,
+        Ok(None) => return,
+        Err(problem) => {
+            eprintln!("mail relay: {problem}; mail stays in the outbox");
+            return;
+        }
+    };
+    let mails = match api::claim_mail(BATCH, LEASE_SECONDS) {
+        Ok(mails) => mails,
+        Err(error) => {
+            eprintln!("mail relay: claiming mail failed: {error:?}");
+            return;
+        }
+    };
+    for mail in mails {
+        let recorded = match post(&webhook, &mail) {
+            Ok(()) => api::mail_sent(&mail.id, &mail.claim),
+            Err(reason) => api::mail_failed(&mail.id, &mail.claim, &reason),
+        };
+        if let Err(error) = recorded {
+            eprintln!(
+                "mail relay: recording the outcome of mail {} failed: {error:?}",
+                mail.id
+            );
+        }
+    }
+}
+
+fn configured_webhook() -> Result<Option<Webhook>, String> {
+    crate::webhook(
+        setting(URL_SETTING)?.as_deref(),
+        setting(TOKEN_SETTING)?.as_deref(),
+    )
+}
+
+fn setting(key: &str) -> Result<Option<String>, String> {
+    config::get(key).map_err(|_| format!("reading the setting {key} failed"))
+}
+
+/// POSTs one mail; `Err` carries a short reason without the URL, token or body.
+fn post(webhook: &Webhook, mail: &Mail) -> Result<(), String> {
+    let body = Payload {
+        id: &mail.id,
+        to: &mail.to,
+        subject: &mail.subject,
+        text: &mail.text_body,
+        html: &mail.html_body,
+    }
+    .to_json()?;
+    let request = request(webhook)?;
+    let outgoing_body = request
+        .body()
+        .map_err(|()| "the request body was taken".to_owned())?;
+    let response = outgoing_handler::handle(request, Some(options()))
+        .map_err(|code| format!("the webhook could not be reached ({code:?})"))?;
+    write_body(outgoing_body, &body)?;
+    response.subscribe().block();
+    match response.get() {
+        Some(Ok(Ok(answer))) => crate::outcome(answer.status()),
+        Some(Ok(Err(code))) => Err(format!("the webhook could not be reached ({code:?})")),
+        Some(Err(())) | None => Err("the webhook's answer was lost".to_owned()),
+    }
+}
+
+fn request(webhook: &Webhook) -> Result<OutgoingRequest, String> {
+    let mut headers = vec![("content-type".to_owned(), b"application/json".to_vec())];
+    if let Some(authorization) = &webhook.authorization {
+        headers.push((
+            "authorization".to_owned(),
+            authorization.as_bytes().to_vec(),
+        ));
+    }
+    let fields = Fields::from_list(&headers)
+        .map_err(|_| format!("{TOKEN_SETTING} is not a valid header value"))?;
+    let request = OutgoingRequest::new(fields);
+    let scheme = if webhook.https {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    let parts = [
+        request.set_method(&Method::Post),
+        request.set_scheme(Some(&scheme)),
+        request.set_authority(Some(&webhook.authority)),
+        request.set_path_with_query(Some(&webhook.path_with_query)),
+    ];
+    if parts.iter().any(Result::is_err) {
+        return Err(format!("{URL_SETTING} does not make a valid request"));
+    }
+    Ok(request)
+}
+
+/// Timeouts on connecting and on the answer; a host that does not support one keeps
+/// its own bound.
+fn options() -> RequestOptions {
+    let options = RequestOptions::new();
+    let _ = options.set_connect_timeout(Some(TIMEOUT_NANOS));
+    let _ = options.set_first_byte_timeout(Some(TIMEOUT_NANOS));
+    let _ = options.set_between_bytes_timeout(Some(TIMEOUT_NANOS));
+    options
+}
+
+fn write_body(outgoing_body: OutgoingBody, body: &[u8]) -> Result<(), String> {
+    let failed = |_| "sending the mail to the webhook failed".to_owned();
+    {
+        let stream = outgoing_body
+            .write()
+            .map_err(|()| "the body stream was taken".to_owned())?;
+        for chunk in body.chunks(WRITE_CHUNK) {
+            stream.blocking_write_and_flush(chunk).map_err(failed)?;
+        }
+    }
+    OutgoingBody::finish(outgoing_body, None)
+        .map_err(|code| format!("finishing the request failed ({code:?})"))
+}
