@@ -146,21 +146,27 @@ pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Res
     check_login_input(login, password)?;
     let user = users::find_by_login(app, login)?;
     let subject = abuse::login_subject(user.as_ref().map(|user| user.id.as_str()), login);
-    abuse::check_login_throttle(app, &subject)?;
+    abuse::reserve_login_attempt(app, &subject, client.ip_address.as_deref())?;
     let Some(user) = user else {
         password::verify_dummy(password);
-        record_failure(app, None, &subject, client)?;
+        record_failure(app, None, client)?;
         return Err(Error::InvalidCredentials);
     };
     if !password::verify(password, &user.password_hash) {
-        record_failure(app, Some(&user.id), &subject, client)?;
+        record_failure(app, Some(&user.id), client)?;
         return Err(Error::InvalidCredentials);
     }
-    if !user.is_active {
-        return Err(Error::AccountDisabled);
-    }
-    if app.settings.require_email_verification && !user.email_verified {
-        return Err(Error::EmailNotVerified);
+    let refusal = if !user.is_active {
+        Some(Error::AccountDisabled)
+    } else if app.settings.require_email_verification && !user.email_verified {
+        Some(Error::EmailNotVerified)
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        // The password was right: the attempt is not a failure.
+        app.db.batch(vec![abuse::clear_login_failures(&subject)])?;
+        return Err(refusal);
     }
     let opening = sessions::open(app, &user, client)?;
     let mut statements = opening.statements;
@@ -175,6 +181,7 @@ pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Res
     match app.db.batch(statements) {
         Ok(_) => Ok(opening.grant),
         Err(StoreError::ConditionFailed(index)) if index as usize == LIMIT_GUARD_INDEX => {
+            app.db.batch(vec![abuse::clear_login_failures(&subject)])?;
             Err(Error::SessionLimitReached)
         }
         // The account was deleted between the lookup and the login.
@@ -217,13 +224,9 @@ fn check_login_input(login: &str, password: &str) -> Result<(), Error> {
     }
 }
 
-fn record_failure(
-    app: &App<'_>,
-    user_id: Option<&str>,
-    subject: &str,
-    client: &Client,
-) -> Result<(), Error> {
-    abuse::record_login_failure(app, subject)?;
+/// Records a failed login in the audit log (the attempt was already counted by the
+/// throttle).
+fn record_failure(app: &App<'_>, user_id: Option<&str>, client: &Client) -> Result<(), Error> {
     let event = audit::record(
         app,
         audit::LOGIN_FAILED,

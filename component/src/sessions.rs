@@ -96,7 +96,7 @@ pub fn open(app: &App<'_>, user: &User, client: &Client) -> Result<Opening, Erro
             integer(expires_at),
         ],
     ));
-    statements.extend(evict_oldest(app, &user.id, client, now));
+    statements.extend(evict_oldest(app, &user.id, &session_id, client, now));
     let access_token = sign_access_token(app, &user.id, &session_id, now)?;
     Ok(Opening {
         statements,
@@ -149,9 +149,17 @@ fn limit_guard(app: &App<'_>, user_id: &str, now: i64) -> Statement {
     }
 }
 
-/// With the `evict_oldest` policy: revoke every live session of the user but the newest
-/// `max_sessions` (the new one included), with a `session_evicted` audit event each.
-fn evict_oldest(app: &App<'_>, user_id: &str, client: &Client, now: i64) -> Vec<Statement> {
+/// With the `evict_oldest` policy: revoke every live session of the user but the new one
+/// (`new_session_id`) and the newest `max_sessions - 1` others, with a `session_evicted`
+/// audit event each. A login never evicts its own session, however its id sorts against
+/// sessions opened in the same second; expired sessions are not counted nor reported.
+fn evict_oldest(
+    app: &App<'_>,
+    user_id: &str,
+    new_session_id: &str,
+    client: &Client,
+    now: i64,
+) -> Vec<Statement> {
     let settings = app.settings;
     if settings.session_limit_policy != SessionLimitPolicy::EvictOldest
         || settings.max_sessions == 0
@@ -159,15 +167,19 @@ fn evict_oldest(app: &App<'_>, user_id: &str, client: &Client, now: i64) -> Vec<
         return Vec::new();
     }
     // The derived table `keep` lets MySQL read the table it updates.
-    let excess = "user_id = ? AND revoked_at IS NULL AND id NOT IN (SELECT id FROM \
-                  (SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL \
-                  AND expires_at > ? ORDER BY created_at DESC, id DESC LIMIT ?) keep)";
+    let excess = "user_id = ? AND revoked_at IS NULL AND expires_at > ? AND id <> ? \
+                  AND id NOT IN (SELECT id FROM (SELECT id FROM sessions WHERE user_id = ? \
+                  AND revoked_at IS NULL AND expires_at > ? AND id <> ? \
+                  ORDER BY created_at DESC, id DESC LIMIT ?) keep)";
     let excess_params = || {
         vec![
             text(user_id),
+            integer(now),
+            text(new_session_id),
             text(user_id),
             integer(now),
-            integer(i64::from(settings.max_sessions)),
+            text(new_session_id),
+            integer(i64::from(settings.max_sessions) - 1),
         ]
     };
     let mut audit_params = vec![

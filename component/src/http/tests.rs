@@ -311,6 +311,56 @@ fn sessions_are_listed_newest_first_and_logout_ends_one() {
     );
 }
 
+fn evicted_audit_events(app: &crate::app::App<'_>) -> i64 {
+    let row = app
+        .db
+        .query_one(
+            "SELECT COUNT(*) FROM audit_events WHERE event = 'session_evicted'",
+            &[],
+        )
+        .unwrap()
+        .unwrap();
+    row.integer(0).unwrap()
+}
+
+#[test]
+fn a_login_never_evicts_its_own_session() {
+    let harness = Harness::new(&[("rate_limit", "off"), ("max_sessions", "1")]);
+    let app = harness.app();
+    handle(
+        &app,
+        &request("POST", "/api/v1/auth/register", Some(register_body())),
+    );
+    // Many logins within one second: whatever their ids, each login's own session is the
+    // one that survives.
+    for device in 0..12 {
+        let login = login_as(&app, &format!("device {device}"));
+        let token = login["access_token"].as_str().unwrap();
+        let me = handle(&app, &authorized("GET", "/api/v1/users/me", token));
+        assert_eq!(me.status, 200, "login {device} lost its own session");
+    }
+    assert_eq!(evicted_audit_events(&app), 12);
+}
+
+#[test]
+fn expired_sessions_are_not_reported_as_evicted() {
+    let harness = Harness::new(&[
+        ("rate_limit", "off"),
+        ("max_sessions", "1"),
+        ("refresh_ttl", "60"),
+    ]);
+    let app = harness.app();
+    handle(
+        &app,
+        &request("POST", "/api/v1/auth/register", Some(register_body())),
+    );
+    harness.env.advance(61);
+    login_as(&app, "after expiry");
+    assert_eq!(evicted_audit_events(&app), 0);
+    login_as(&app, "second");
+    assert_eq!(evicted_audit_events(&app), 1);
+}
+
 #[test]
 fn another_users_session_is_not_found_and_logout_all_ends_every_session() {
     let harness = Harness::new(&[("max_sessions", "0")]);
@@ -521,6 +571,30 @@ fn the_login_throttle_treats_known_and_unknown_accounts_alike() {
         login_attempt(&app, "john_doe", "Tr1cky!Horse#42").status,
         200
     );
+}
+
+#[test]
+fn a_correct_password_refused_for_the_device_limit_is_not_a_failure() {
+    let harness = Harness::new(&[
+        ("rate_limit", "off"),
+        ("login_throttle", "1"),
+        ("max_sessions", "1"),
+        ("session_limit_policy", "reject"),
+    ]);
+    let app = harness.app();
+    handle(
+        &app,
+        &request("POST", "/api/v1/auth/register", Some(register_body())),
+    );
+    // Registration opened the one allowed session: every later login is refused with
+    // 409, never throttled, however often it is tried.
+    for _ in 0..3 {
+        assert_problem(
+            &login_attempt(&app, "john_doe", "Tr1cky!Horse#42"),
+            409,
+            "session_limit_reached",
+        );
+    }
 }
 
 #[test]
