@@ -16,7 +16,7 @@ use crate::ports::{Statement, Value as SqlValue};
 use crate::sessions::{self, Authenticated, Client, Revocation};
 use crate::tokens;
 use crate::users::{self, PublicUser, User};
-use crate::validation::{has_control, normalise_mobile};
+use crate::validation::{has_control, mobile_digits};
 
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 100;
@@ -110,7 +110,7 @@ pub fn list_users(
         }
         check_text("q", query)?;
         let lowered = contains_pattern(&query.to_lowercase());
-        let digits = normalise_mobile(query).map(|mobile| contains_pattern(&mobile.key));
+        let digits = mobile_digits(query).map(|digits| contains_pattern(&digits));
         conditions.push(
             "(username_key LIKE ? ESCAPE '!' OR email LIKE ? ESCAPE '!' \
              OR mobile_key LIKE ? ESCAPE '!')"
@@ -320,17 +320,16 @@ pub fn list_audit(
 }
 
 /// Creates an admin account (verified email) with the registration rules. With
-/// `only_if_absent`, an existing account with that username or email is left as it is
-/// and `None` is returned.
+/// `only_if_absent` (the bootstrap admin), an admin that exists already under that
+/// username and email, or one created by another host at the same moment, gives `None`;
+/// an existing account that is not that admin is never promoted: `UsernameTaken` or
+/// `EmailTaken` tells the operator.
 pub fn create_admin(
     app: &App<'_>,
     input: &Registration,
     only_if_absent: bool,
 ) -> Result<Option<User>, Error> {
-    if only_if_absent
-        && (users::find_by_login(app, &input.username)?.is_some()
-            || users::find_by_login(app, &input.email.to_lowercase())?.is_some())
-    {
+    if only_if_absent && bootstrap_admin_exists(app, input)? {
         return Ok(None);
     }
     let user = User {
@@ -348,6 +347,27 @@ pub fn create_admin(
             json!({ "username": user.username, "admin": true }),
         ),
     ];
-    app.db.batch(statements).map_err(registration_conflict)?;
-    Ok(Some(user))
+    match app.db.batch(statements).map_err(registration_conflict) {
+        Ok(_) => Ok(Some(user)),
+        // Another host started with the same settings and created it first.
+        Err(Error::UsernameTaken | Error::EmailTaken)
+            if only_if_absent && bootstrap_admin_exists(app, input)? =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether the bootstrap admin exists: `true` when its username and email name one
+/// admin; an error when either names another account, `false` when both are free.
+fn bootstrap_admin_exists(app: &App<'_>, input: &Registration) -> Result<bool, Error> {
+    let by_username = users::find_by_login(app, &input.username)?;
+    let by_email = users::find_by_login(app, &input.email.to_lowercase())?;
+    match (by_username, by_email) {
+        (None, None) => Ok(false),
+        (Some(named), Some(mailed)) if named.id == mailed.id && named.is_admin => Ok(true),
+        (Some(_), _) => Err(Error::UsernameTaken),
+        (None, Some(_)) => Err(Error::EmailTaken),
+    }
 }

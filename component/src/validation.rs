@@ -168,6 +168,19 @@ pub fn normalise_mobile(mobile: &str) -> Option<Mobile> {
     })
 }
 
+/// The digits of a whole or partial mobile number (formatting and a leading `+` dropped),
+/// when `text` is nothing else: what an admin search matches against mobile numbers.
+pub fn mobile_digits(text: &str) -> Option<String> {
+    let compact: String = text
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+        .collect();
+    let digits = compact.strip_prefix('+').unwrap_or(&compact);
+    let valid = (1..=MOBILE_MAX_DIGITS).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit());
+    valid.then(|| digits.to_string())
+}
+
 /// The identifiers a password must not contain.
 pub struct Identifiers<'a> {
     pub username: &'a str,
@@ -404,6 +417,15 @@ mod tests {
             check(&format!("{}@example.com", "a".repeat(250))).1,
             ["too_long"]
         );
+    }
+
+    #[test]
+    fn partial_mobile_numbers_give_their_digits() {
+        assert_eq!(mobile_digits("555-01").as_deref(), Some("55501"));
+        assert_eq!(mobile_digits("+44 (20)").as_deref(), Some("4420"));
+        assert_eq!(mobile_digits("john"), None);
+        assert_eq!(mobile_digits("+"), None);
+        assert_eq!(mobile_digits(&"1".repeat(16)), None);
     }
 
     #[test]

@@ -182,6 +182,10 @@ impl BootstrapAdmin {
                 tracing::info!(username = %user.username, "created the bootstrap admin")
             }
             Ok(None) => tracing::info!("the bootstrap admin exists already"),
+            Err(api::ApiError::UsernameTaken | api::ApiError::EmailTaken) => tracing::warn!(
+                "PORTCULLIS_ADMIN_USERNAME or PORTCULLIS_ADMIN_EMAIL names an existing \
+                 account that is not that admin; it was not promoted and no admin was created"
+            ),
             Err(error) => anyhow::bail!("PORTCULLIS_ADMIN_*: the bootstrap admin: {error}"),
         }
         Ok(())

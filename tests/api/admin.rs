@@ -404,6 +404,22 @@ api_tests! {
         json_body(admin_get(&second, token, ADMIN_USERS, &[]), 200);
     }
 
+    /// Bootstrap settings that name an existing ordinary account never promote it: the
+    /// host starts, the account keeps its password and stays an ordinary user.
+    fn a_bootstrap_admin_never_promotes_an_existing_account() {
+        let database = shared_database();
+        let first = TestApp::spawn_on(&database.url, &[]);
+        let existing = unique_user();
+        first.register_user(&existing);
+        let mut admin = unique_user();
+        admin.username = existing.username.clone();
+        let second = TestApp::spawn_on(&database.url, &admin_settings(&admin));
+        let login = second.login_ok(&existing.username, &existing.password);
+        assert_eq!(login["user"]["is_admin"], false, "{login}");
+        let refused = second.login(&existing.username, &admin.password);
+        assert_eq!(refused.status(), 401);
+    }
+
     /// Only one of the three admin settings: start-up fails naming PORTCULLIS_ADMIN_.
     fn a_partial_admin_bootstrap_refuses_to_start() {
         let admin = unique_user();
@@ -520,7 +536,17 @@ api_tests! {
         }
         let body = json_body(admin_get(&app, &token, ADMIN_USERS, &[("q", &mobile)]), 200);
         let found = ids(body["users"].as_array().unwrap_or_else(|| panic!("{body}")));
-        assert_eq!(found, vec![mobile_id], "q={mobile}: {body}");
+        assert_eq!(found, vec![mobile_id.clone()], "q={mobile}: {body}");
+        // Part of a number, written with or without formatting, finds it too.
+        let digits: String = mobile.chars().filter(char::is_ascii_digit).collect();
+        let tail = &digits[digits.len() - 6..];
+        let spaced = format!("{} {}", &tail[..3], &tail[3..]);
+        for q in [tail, spaced.as_str()] {
+            let body = json_body(admin_get(&app, &token, ADMIN_USERS, &[("q", q)]), 200);
+            let found = ids(body["users"].as_array().unwrap_or_else(|| panic!("{body}")));
+            assert!(found.contains(&mobile_id), "q={q}: {body}");
+            assert!(!found.contains(&other_id), "q={q}: {body}");
+        }
         // No username, email or mobile number can hold `%`: a LIKE wildcard must not leak.
         let body = json_body(admin_get(&app, &token, ADMIN_USERS, &[("q", "%")]), 200);
         assert_eq!(body["users"], json!([]), "q=% matched users: {body}");

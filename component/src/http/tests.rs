@@ -900,3 +900,35 @@ fn the_docs_page_and_its_assets_are_served_here() {
     let missing = handle(&app, &request("GET", "/docs/assets/nope.js", None));
     assert_problem(&missing, 404, "not_found");
 }
+
+#[test]
+fn the_bootstrap_admin_never_promotes_an_existing_account() {
+    let harness = Harness::new(&[("rate_limit", "off")]);
+    let app = harness.app();
+    signed_up(&app, "plain_user");
+    let bootstrap = |username: &str, email: &str| {
+        let input = crate::auth::Registration {
+            username: username.into(),
+            email: email.into(),
+            password: "Adm1n!Gate#Keeper".into(),
+            mobile_number: None,
+        };
+        crate::admin::create_admin(&app, &input, true)
+    };
+    assert!(matches!(
+        bootstrap("plain_user", "boss@example.com"),
+        Err(crate::error::Error::UsernameTaken)
+    ));
+    assert!(matches!(
+        bootstrap("the_boss", "plain_user@example.com"),
+        Err(crate::error::Error::EmailTaken)
+    ));
+    let made = bootstrap("the_boss", "Boss@Example.com").unwrap();
+    assert!(made.is_some_and(|admin| admin.is_admin));
+    // A restart (or a second host) finds it and leaves it alone.
+    assert!(bootstrap("the_boss", "boss@example.com").unwrap().is_none());
+    let plain = crate::users::find_by_login(&app, "plain_user")
+        .unwrap()
+        .unwrap();
+    assert!(!plain.is_admin);
+}
