@@ -3,6 +3,10 @@
 //! keys retired by a rotation keep verifying until every token they signed has expired,
 //! and `/.well-known/jwks.json` publishes the verifying keys.
 //!
+//! `PORTCULLIS_JWT_SIGNING_KEY` gives the key instead: it is installed as the active key
+//! (retiring any other, as a rotation does) the first time it is needed, and rotation is
+//! then done by changing that setting.
+//!
 //! A private key is stored sealed: its seed XOR an HMAC-SHA256 pad keyed by a key derived
 //! from `PORTCULLIS_JWT_SECRET` over the key's `kid`, so a copy of the database alone
 //! cannot mint tokens.
@@ -26,7 +30,8 @@ const PKCS8_ED25519_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
-/// The key new tokens are signed with; under EdDSA the first call creates one.
+/// The key new tokens are signed with; under EdDSA the first call creates one, or
+/// installs the one given in the settings.
 pub fn signer(app: &App<'_>) -> Result<Signer, Error> {
     if app.settings.jwt_algorithm == JwtAlgorithm::Hs256 {
         return Ok(tokens::hs256(app.settings).0);
@@ -36,6 +41,9 @@ pub fn signer(app: &App<'_>) -> Result<Signer, Error> {
          ORDER BY created_at DESC, kid DESC LIMIT 1",
         &[],
     )?;
+    if let Some(configured) = &app.settings.jwt_signing_key {
+        return configured_signer(app, &configured.0, newest.as_ref());
+    }
     let (kid, sealed, public) = match newest {
         Some(row) => (row.text(0)?, row.text(1)?, row.text(2)?),
         None => {
@@ -44,10 +52,45 @@ pub fn signer(app: &App<'_>) -> Result<Signer, Error> {
         }
     };
     let seed = unseal(app, &kid, &sealed, &public)?;
-    Ok(Signer::EdDsa {
-        pkcs8: [PKCS8_ED25519_PREFIX.as_slice(), &seed].concat(),
+    Ok(eddsa_signer(kid, &seed))
+}
+
+fn eddsa_signer(kid: String, seed: &[u8]) -> Signer {
+    Signer::EdDsa {
+        pkcs8: [PKCS8_ED25519_PREFIX.as_slice(), seed].concat(),
         kid,
-    })
+    }
+}
+
+/// Signs with the configured key, first making it the one active key when the newest
+/// active key is another (every host derives the same `kid` from the public key).
+fn configured_signer(
+    app: &App<'_>,
+    seed: &[u8; SEED_BYTES],
+    newest: Option<&crate::db::Row>,
+) -> Result<Signer, Error> {
+    let public = tokens::encode_opaque(&SigningKey::from_bytes(seed).verifying_key().to_bytes());
+    let kid = tokens::hex(&Sha256::digest(public.as_bytes())[..KID_BYTES]);
+    let active = match newest {
+        Some(row) => row.text(0)? == kid,
+        None => false,
+    };
+    if !active {
+        let installed = app.db.batch(vec![
+            statement(
+                "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL AND kid <> ?",
+                vec![integer(app.now()), text(&kid)],
+            ),
+            statement("DELETE FROM signing_keys WHERE kid = ?", vec![text(&kid)]),
+            insert_key(app, &kid, seed, &public)?,
+        ]);
+        match installed {
+            // Another host installed it at the same moment.
+            Ok(_) | Err(crate::ports::StoreError::UniqueViolation(_)) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(eddsa_signer(kid, seed))
 }
 
 /// The keys tokens are checked against: only those of the configured algorithm.
@@ -106,6 +149,11 @@ pub fn rotate(app: &App<'_>) -> Result<String, Error> {
             "key rotation applies to EdDSA; under HS256 change PORTCULLIS_JWT_SECRET".into(),
         ));
     }
+    if app.settings.jwt_signing_key.is_some() {
+        return Err(Error::Internal(
+            "PORTCULLIS_JWT_SIGNING_KEY is set: rotate by setting a new key there".into(),
+        ));
+    }
     let (kid, insert) = new_key(app)?;
     let retire = statement(
         "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL",
@@ -129,20 +177,30 @@ fn new_key(app: &App<'_>) -> Result<(String, crate::ports::Statement), Error> {
         .random_bytes(SEED_BYTES)
         .try_into()
         .map_err(|_| Error::Internal("short random read".into()))?;
-    let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
-    let sealed = xor(&seed, &pad(app, &kid)?);
-    let insert = statement(
+    let public = tokens::encode_opaque(&SigningKey::from_bytes(&seed).verifying_key().to_bytes());
+    let insert = insert_key(app, &kid, &seed, &public)?;
+    Ok((kid, insert))
+}
+
+/// The statement that stores a key, its private half sealed.
+fn insert_key(
+    app: &App<'_>,
+    kid: &str,
+    seed: &[u8; SEED_BYTES],
+    public: &str,
+) -> Result<crate::ports::Statement, Error> {
+    let sealed = xor(seed, &pad(app, kid)?);
+    Ok(statement(
         "INSERT INTO signing_keys (kid, algorithm, sealed_private, public_key, created_at) \
          VALUES (?, ?, ?, ?, ?)",
         vec![
-            text(&kid),
+            text(kid),
             text(ALGORITHM),
             text(tokens::encode_opaque(&sealed)),
-            text(tokens::encode_opaque(&public)),
+            text(public),
             integer(app.now()),
         ],
-    );
-    Ok((kid, insert))
+    ))
 }
 
 /// Recovers a seed and checks it against the stored public key.
@@ -242,6 +300,73 @@ mod tests {
         assert!(verify(&hs_token, &verifier(&ed_app).unwrap(), ed_app.settings, now).is_err());
         assert!(verify(&ed_token, &verifier(&hs_app).unwrap(), hs_app.settings, now).is_err());
         assert_eq!(jwks(&hs_app).unwrap(), json!({"keys": []}));
+    }
+
+    #[test]
+    fn a_configured_key_becomes_the_active_key_and_a_new_one_rotates() {
+        use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+        use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+        let pem = |byte: u8| {
+            let key = SigningKey::from_bytes(&[byte; SEED_BYTES]);
+            key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
+        };
+        let generated = Harness::new(&[("jwt_algorithm", "EdDSA")]);
+        let now = generated.app().now();
+        let generated_token = sign(&claims(now), &signer(&generated.app()).unwrap()).unwrap();
+
+        // The same database, now with a key in the settings (escaped line breaks).
+        let first = pem(7).replace('\n', "\\n");
+        let mut harness = generated;
+        harness.settings =
+            crate::testing::settings(&[("jwt_algorithm", "EdDSA"), ("jwt_signing_key", &first)]);
+        let app = harness.app();
+        let configured_token = sign(&claims(now), &signer(&app).unwrap()).unwrap();
+        let first_kid = jsonwebtoken::decode_header(&configured_token).unwrap().kid;
+        let published = jwks(&app).unwrap()["keys"].as_array().unwrap().len();
+        assert_eq!(published, 2, "the generated key still verifies its tokens");
+        assert!(
+            verify(
+                &generated_token,
+                &verifier(&app).unwrap(),
+                app.settings,
+                now
+            )
+            .is_ok()
+        );
+        assert!(
+            verify(
+                &configured_token,
+                &verifier(&app).unwrap(),
+                app.settings,
+                now
+            )
+            .is_ok()
+        );
+        assert!(matches!(rotate(&app), Err(Error::Internal(_))));
+        // Signing again neither adds nor changes keys.
+        let again = sign(&claims(now), &signer(&app).unwrap()).unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&again).unwrap().kid, first_kid);
+        assert_eq!(jwks(&app).unwrap()["keys"].as_array().unwrap().len(), 2);
+
+        // Another key in the settings: a rotation.
+        harness.settings =
+            crate::testing::settings(&[("jwt_algorithm", "EdDSA"), ("jwt_signing_key", &pem(9))]);
+        let app = harness.app();
+        let rotated = sign(&claims(now), &signer(&app).unwrap()).unwrap();
+        assert_ne!(
+            jsonwebtoken::decode_header(&rotated).unwrap().kid,
+            first_kid
+        );
+        assert!(
+            verify(
+                &configured_token,
+                &verifier(&app).unwrap(),
+                app.settings,
+                now
+            )
+            .is_ok()
+        );
+        assert_eq!(jwks(&app).unwrap()["keys"].as_array().unwrap().len(), 3);
     }
 
     #[test]

@@ -27,6 +27,17 @@ pub enum JwtAlgorithm {
     EdDsa,
 }
 
+/// The seed of an Ed25519 signing key given in the settings (`jwt_signing_key`); its
+/// `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningSeed(pub [u8; 32]);
+
+impl std::fmt::Debug for SigningSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningSeed(redacted)")
+    }
+}
+
 /// What happens when a login would exceed `max_sessions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionLimitPolicy {
@@ -46,6 +57,8 @@ pub struct RateLimit {
 pub struct Settings {
     pub jwt_secret: Vec<u8>,
     pub jwt_algorithm: JwtAlgorithm,
+    /// The EdDSA signing key given in the settings, if any (else keys are generated).
+    pub jwt_signing_key: Option<SigningSeed>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_ttl: u32,
@@ -79,6 +92,7 @@ impl Settings {
         let settings = Settings {
             jwt_secret: reader.jwt_secret(),
             jwt_algorithm: reader.jwt_algorithm(),
+            jwt_signing_key: reader.jwt_signing_key(),
             jwt_issuer: reader.text("jwt_issuer", "portcullis"),
             jwt_audience: reader.text("jwt_audience", "portcullis"),
             access_ttl: reader.number("access_ttl", 900, 1, 86_400),
@@ -197,6 +211,30 @@ impl Reader<'_> {
         }
     }
 
+    /// An Ed25519 private key in PKCS#8 PEM (`\n` escapes accepted, for settings that
+    /// cannot hold line breaks); only with EdDSA. The value is never echoed.
+    fn jwt_signing_key(&mut self) -> Option<SigningSeed> {
+        use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+        let pem = self
+            .raw("jwt_signing_key")
+            .filter(|value| !value.is_empty())?;
+        if self.raw("jwt_algorithm").as_deref() != Some("EdDSA") {
+            let message = "applies only with PORTCULLIS_JWT_ALGORITHM=EdDSA".into();
+            self.complain("jwt_signing_key", message);
+            return None;
+        }
+        match ed25519_dalek::SigningKey::from_pkcs8_pem(&pem.replace("\\n", "\n")) {
+            Ok(key) => Some(SigningSeed(key.to_bytes())),
+            Err(_) => {
+                let message = "expected an Ed25519 private key in PKCS#8 PEM \
+                               (-----BEGIN PRIVATE KEY-----)"
+                    .into();
+                self.complain("jwt_signing_key", message);
+                None
+            }
+        }
+    }
+
     /// A comma-separated list; empty when unset.
     fn list(&mut self, key: &str) -> Vec<String> {
         self.raw(key)
@@ -302,6 +340,21 @@ mod tests {
         map.entry("jwt_secret".into())
             .or_insert_with(|| "x".repeat(32));
         Settings::from_lookup(|key| map.get(key).cloned())
+    }
+
+    #[test]
+    fn a_signing_key_must_be_ed25519_pkcs8_pem_under_eddsa_and_is_never_echoed() {
+        let garbage = "-----BEGIN PRIVATE KEY-----\\nTOP-SECRET\\n-----END PRIVATE KEY-----";
+        let problems =
+            parse(&[("jwt_algorithm", "EdDSA"), ("jwt_signing_key", garbage)]).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("PORTCULLIS_JWT_SIGNING_KEY: "));
+        assert!(!problems[0].contains("TOP-SECRET"));
+        let problems = parse(&[("jwt_signing_key", garbage)]).unwrap_err();
+        assert!(problems[0].contains("EdDSA"), "{problems:?}");
+        // Empty means unset (a Spin variable's default).
+        let settings = parse(&[("jwt_algorithm", "EdDSA"), ("jwt_signing_key", "")]).unwrap();
+        assert!(settings.jwt_signing_key.is_none());
     }
 
     #[test]

@@ -383,6 +383,11 @@ fn assert_verifies_with_the_jwks(app: &TestApp, token: &str) -> String {
     kid
 }
 
+/// Ed25519 test keys in PKCS#8 PEM (`openssl genpkey -algorithm ed25519`), line breaks
+/// escaped as `\n`.
+const TEST_SIGNING_KEY_A: &str = "-----BEGIN PRIVATE KEY-----\\nMC4CAQAwBQYDK2VwBCIEIB+uK2EanAL44hA9wKby+8jnfIhfm/xBRu7ix77fkAI3\\n-----END PRIVATE KEY-----";
+const TEST_SIGNING_KEY_B: &str = "-----BEGIN PRIVATE KEY-----\\nMC4CAQAwBQYDK2VwBCIEIMn5/CcaimbrhP657YK8NqsklmYaI3AYyWyuk45liYEs\\n-----END PRIVATE KEY-----";
+
 /// Runs `portcullis keys rotate` on `database_url` with the settings the suite's apps
 /// have; returns the kid it prints.
 fn rotate_signing_key(database_url: &str) -> String {
@@ -1232,6 +1237,36 @@ api_tests! {
             kids.contains(&&json!(old_kid)) && kids.contains(&&json!(new_kid)),
             "the JWKS lists the retired and the new key: {jwks}"
         );
+    }
+
+    /// `PORTCULLIS_JWT_SIGNING_KEY` signs on every host that is given it (one kid), and
+    /// another key given later is a rotation: old tokens stay valid.
+    fn a_signing_key_given_in_the_settings_signs_and_another_one_rotates() {
+        let db = shared_database();
+        let with_key = |pem: &str| {
+            TestApp::spawn_on(
+                &db.url,
+                &[
+                    ("PORTCULLIS_JWT_ALGORITHM", "EdDSA"),
+                    ("PORTCULLIS_JWT_SIGNING_KEY", pem),
+                    ("PORTCULLIS_MAX_SESSIONS", "0"),
+                ],
+            )
+        };
+        // Escaped line breaks, as an environment variable often has to carry them.
+        let first = with_key(TEST_SIGNING_KEY_A);
+        let second = with_key(&TEST_SIGNING_KEY_A.replace("\\n", "\n"));
+        let (user, old) = register(&first);
+        let old_kid = assert_verifies_with_the_jwks(&first, &old.access);
+        let on_second = login(&second, &user);
+        assert_eq!(assert_verifies_with_the_jwks(&second, &on_second.access), old_kid);
+
+        let rotated = with_key(TEST_SIGNING_KEY_B);
+        let fresh = login(&rotated, &user);
+        let new_kid = assert_verifies_with_the_jwks(&rotated, &fresh.access);
+        assert_ne!(new_kid, old_kid, "another key, another kid");
+        assert_live(&rotated, &old.access, "a token signed with the previous key");
+        assert_live(&first, &fresh.access, "a token signed with the new key");
     }
 
     fn under_hs256_the_jwks_is_empty() {
