@@ -3,8 +3,9 @@
 //!   N requests per S seconds, fixed windows counted in `rate_counters`);
 //! - a per-account login throttle (`PORTCULLIS_LOGIN_THROTTLE`): after that many
 //!   consecutive failures the next attempt waits 2^k seconds (k = failures past the
-//!   threshold, at most an hour), counted in milliseconds. Each attempt is counted before
-//!   its password is checked, so concurrent attempts cannot overrun the threshold. Logins
+//!   threshold, at most an hour), counted in milliseconds. Failures are counted by
+//!   compare-and-set and the throttle is checked again after a correct password, so
+//!   concurrent attempts on any host cannot overrun the threshold. Logins
 //!   that name no account are counted the same way under a hash of their normalised text,
 //!   so a 429 tells nothing about which accounts exist.
 
@@ -20,7 +21,7 @@ use crate::validation::normalise_mobile;
 
 /// The longest wait the login throttle imposes, in milliseconds.
 const MAX_THROTTLE_MILLIS: i64 = 3_600_000;
-/// How often a login attempt retries its compare-and-set before it is told to wait.
+/// How often a failed login retries its compare-and-set before it is told to wait.
 const MAX_RESERVATION_TRIES: usize = 8;
 /// Failure counts untouched for this long are pruned (every wait has long ended).
 const IDLE_COUNT_MILLIS: i64 = 24 * 3_600_000;
@@ -102,29 +103,41 @@ pub fn login_subject(user_id: Option<&str>, login: &str) -> String {
     }
 }
 
-/// Counts a login attempt on `subject` as failed *before* its password is checked, or
-/// fails with `RateLimited` while `subject` must wait. Counting first (with a
-/// compare-and-set on the row) means concurrent attempts on any host cannot all slip
-/// past the check while their passwords are being hashed: at most the threshold get
-/// through. A correct password then clears the count ([`clear_login_failures`]).
-pub fn reserve_login_attempt(app: &App<'_>, subject: &str, ip: Option<&str>) -> Result<(), Error> {
+/// Fails with `RateLimited` while `subject` must wait after its failures. Checked before
+/// the password (no Argon2 work for a throttled attempt) and again after a correct one:
+/// attempts racing each other all pass the first check, but once the threshold's worth of
+/// them has failed, a correct password among the rest is refused like the others.
+pub fn check_login_throttle(app: &App<'_>, subject: &str, ip: Option<&str>) -> Result<(), Error> {
+    let threshold = i64::from(app.settings.login_throttle);
+    if threshold == 0 {
+        return Ok(());
+    }
+    let Some((failures, last_failed_ms)) = failure_count(app, subject)? else {
+        return Ok(());
+    };
+    match throttle_wait(failures, last_failed_ms, threshold, app.env.now_millis()) {
+        Some(retry_after) => Err(throttled(app, subject, ip, retry_after)),
+        None => Ok(()),
+    }
+}
+
+/// Counts one more failed login for `subject`, by compare-and-set: a failure that finds
+/// the threshold already reached (attempts that raced past [`check_login_throttle`]
+/// together) is not counted and answered `RateLimited`, so at most the threshold of
+/// wrong passwords are ever told apart, on any number of hosts.
+pub fn record_login_failure(app: &App<'_>, subject: &str, ip: Option<&str>) -> Result<(), Error> {
     let threshold = i64::from(app.settings.login_throttle);
     if threshold == 0 {
         return Ok(());
     }
     for _ in 0..MAX_RESERVATION_TRIES {
         let now = app.env.now_millis();
-        let row = app.db.query_one(
-            "SELECT failures, last_failed_ms FROM login_failures WHERE subject = ?",
-            &[text(subject)],
-        )?;
-        let Some(row) = row else {
+        let Some((failures, last_failed_ms)) = failure_count(app, subject)? else {
             if create_failure_count(app, subject, now)? {
                 return Ok(());
             }
             continue;
         };
-        let (failures, last_failed_ms) = (row.integer(0)?, row.integer(1)?);
         if let Some(retry_after) = throttle_wait(failures, last_failed_ms, threshold, now) {
             return Err(throttled(app, subject, ip, retry_after));
         }
@@ -142,8 +155,18 @@ pub fn reserve_login_attempt(app: &App<'_>, subject: &str, ip: Option<&str>) -> 
             return Ok(());
         }
     }
-    // Other attempts on this subject keep winning the race: this one waits its turn.
+    // Other failures on this subject keep winning the race: this one waits its turn.
     Err(throttled(app, subject, ip, 1))
+}
+
+/// `subject`'s consecutive failures and the time of the last one, if it has any.
+fn failure_count(app: &App<'_>, subject: &str) -> Result<Option<(i64, i64)>, Error> {
+    let row = app.db.query_one(
+        "SELECT failures, last_failed_ms FROM login_failures WHERE subject = ?",
+        &[text(subject)],
+    )?;
+    row.map(|row| Ok((row.integer(0)?, row.integer(1)?)))
+        .transpose()
 }
 
 /// Seconds `subject` must still wait after `failures` failures, if any.
@@ -220,24 +243,34 @@ mod tests {
     }
 
     #[test]
-    fn attempts_are_counted_before_their_passwords_are_checked() {
+    fn racing_failures_past_the_threshold_are_refused_and_not_counted() {
         let harness = Harness::new(&[("login_throttle", "3")]);
         let app = harness.app();
-        // Three attempts in flight at once (none has finished hashing) all get through…
-        for _ in 0..3 {
-            reserve_login_attempt(&app, "user:a", Some("203.0.113.7")).unwrap();
+        let ip = Some("203.0.113.7");
+        // Five attempts pass the first check together (none has failed yet)…
+        for _ in 0..5 {
+            check_login_throttle(&app, "user:a", ip).unwrap();
         }
-        // …and the fourth must wait, without waiting for their outcome.
-        let refused = reserve_login_attempt(&app, "user:a", Some("203.0.113.7"));
-        assert!(matches!(
-            refused,
-            Err(Error::RateLimited { retry_after: 1 })
-        ));
-        assert_eq!(audited_limits(&app), 1);
+        // …but only three failures are told apart; the others are refused.
+        for _ in 0..3 {
+            record_login_failure(&app, "user:a", ip).unwrap();
+        }
+        for _ in 0..2 {
+            let refused = record_login_failure(&app, "user:a", ip);
+            assert!(matches!(
+                refused,
+                Err(Error::RateLimited { retry_after: 1 })
+            ));
+        }
+        assert_eq!(failure_count(&app, "user:a").unwrap().map(|c| c.0), Some(3));
+        // A correct password among them is refused by the second check.
+        let late = check_login_throttle(&app, "user:a", ip);
+        assert!(matches!(late, Err(Error::RateLimited { .. })));
+        assert_eq!(audited_limits(&app), 3);
         // Another subject is not affected; a cleared subject starts again.
-        reserve_login_attempt(&app, "user:b", None).unwrap();
+        check_login_throttle(&app, "user:b", None).unwrap();
         app.db.batch(vec![clear_login_failures("user:a")]).unwrap();
-        reserve_login_attempt(&app, "user:a", None).unwrap();
+        check_login_throttle(&app, "user:a", None).unwrap();
     }
 
     #[test]
@@ -253,9 +286,9 @@ mod tests {
     fn idle_counts_are_pruned_after_a_day() {
         let harness = Harness::new(&[("login_throttle", "1")]);
         let app = harness.app();
-        reserve_login_attempt(&app, "user:a", None).unwrap();
+        record_login_failure(&app, "user:a", None).unwrap();
         harness.env.advance(24 * 3_600 + 1);
-        reserve_login_attempt(&app, "user:b", None).unwrap();
+        record_login_failure(&app, "user:b", None).unwrap();
         let left = app
             .db
             .query_one(

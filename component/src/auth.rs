@@ -144,29 +144,28 @@ pub fn registration_conflict(error: StoreError) -> Error {
 /// known ones; the account's state is revealed only after a correct password.
 pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Result<Grant, Error> {
     check_login_input(login, password)?;
+    let ip = client.ip_address.as_deref();
     let user = users::find_by_login(app, login)?;
     let subject = abuse::login_subject(user.as_ref().map(|user| user.id.as_str()), login);
-    abuse::reserve_login_attempt(app, &subject, client.ip_address.as_deref())?;
+    abuse::check_login_throttle(app, &subject, ip)?;
     let Some(user) = user else {
         password::verify_dummy(password);
+        abuse::record_login_failure(app, &subject, ip)?;
         record_failure(app, None, client)?;
         return Err(Error::InvalidCredentials);
     };
     if !password::verify(password, &user.password_hash) {
+        abuse::record_login_failure(app, &subject, ip)?;
         record_failure(app, Some(&user.id), client)?;
         return Err(Error::InvalidCredentials);
     }
-    let refusal = if !user.is_active {
-        Some(Error::AccountDisabled)
-    } else if app.settings.require_email_verification && !user.email_verified {
-        Some(Error::EmailNotVerified)
-    } else {
-        None
-    };
-    if let Some(refusal) = refusal {
-        // The password was right: the attempt is not a failure.
-        app.db.batch(vec![abuse::clear_login_failures(&subject)])?;
-        return Err(refusal);
+    // Failures that raced this attempt may have reached the threshold meanwhile.
+    abuse::check_login_throttle(app, &subject, ip)?;
+    if !user.is_active {
+        return Err(Error::AccountDisabled);
+    }
+    if app.settings.require_email_verification && !user.email_verified {
+        return Err(Error::EmailNotVerified);
     }
     let opening = sessions::open(app, &user, client)?;
     let mut statements = opening.statements;
@@ -175,13 +174,12 @@ pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Res
         app,
         audit::LOGIN,
         Some(&user.id),
-        client.ip_address.as_deref(),
+        ip,
         json!({ "session_id": opening.grant.session_id }),
     ));
     match app.db.batch(statements) {
         Ok(_) => Ok(opening.grant),
         Err(StoreError::ConditionFailed(index)) if index as usize == LIMIT_GUARD_INDEX => {
-            app.db.batch(vec![abuse::clear_login_failures(&subject)])?;
             Err(Error::SessionLimitReached)
         }
         // The account was deleted between the lookup and the login.
@@ -224,8 +222,7 @@ fn check_login_input(login: &str, password: &str) -> Result<(), Error> {
     }
 }
 
-/// Records a failed login in the audit log (the attempt was already counted by the
-/// throttle).
+/// Records a failed login in the audit log (the throttle has counted it).
 fn record_failure(app: &App<'_>, user_id: Option<&str>, client: &Client) -> Result<(), Error> {
     let event = audit::record(
         app,

@@ -413,6 +413,7 @@ api_tests! {
         first.register_user(&existing);
         let mut admin = unique_user();
         admin.username = existing.username.clone();
+        admin.password = "Adm1n!Never#Promoted42".into();
         let second = TestApp::spawn_on(&database.url, &admin_settings(&admin));
         let login = second.login_ok(&existing.username, &existing.password);
         assert_eq!(login["user"]["is_admin"], false, "{login}");
