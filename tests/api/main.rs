@@ -60,11 +60,14 @@ macro_rules! api_tests {
 
 mod backends;
 mod forwarder;
+mod session_client;
 mod support;
 
 mod account;
 mod admin;
+mod audit;
 mod conventions;
+mod eviction;
 mod forged_tokens;
 mod health;
 mod hostile;
@@ -74,8 +77,10 @@ mod observability;
 mod openapi;
 mod outage;
 mod register;
+mod revocation;
 mod scale;
 mod sessions;
+mod throttle;
 mod tokens;
 
 /// A module of tests: its name, and its `tests` (what `api_tests!` generates).
@@ -85,7 +90,9 @@ type Module = (&'static str, fn() -> Vec<(&'static str, fn())>);
 const MODULES: &[Module] = &[
     ("account", account::tests),
     ("admin", admin::tests),
+    ("audit", audit::tests),
     ("conventions", conventions::tests),
+    ("eviction", eviction::tests),
     ("forged_tokens", forged_tokens::tests),
     ("health", health::tests),
     ("hostile", hostile::tests),
@@ -95,8 +102,10 @@ const MODULES: &[Module] = &[
     ("openapi", openapi::tests),
     ("outage", outage::tests),
     ("register", register::tests),
+    ("revocation", revocation::tests),
     ("scale", scale::tests),
     ("sessions", sessions::tests),
+    ("throttle", throttle::tests),
     ("tokens", tokens::tests),
 ];
 
@@ -108,7 +117,8 @@ const NOT_APPLICABLE: &[(&str, Backend, &str)] = &[(
 )];
 
 fn main() -> ExitCode {
-    let arguments = Arguments::from_args();
+    let mut arguments = Arguments::from_args();
+    arguments.test_threads = arguments.test_threads.or_else(default_test_threads);
     let run = if arguments.list {
         backends::Run::listing()
     } else {
@@ -122,6 +132,14 @@ fn main() -> ExitCode {
     let conclusion = libtest_mimic::run(&arguments, trials);
     run.finish();
     conclusion.exit_code()
+}
+
+/// Twice the cores, at least four: most of a trial's time is spent waiting on the host it
+/// started (HTTP, the database, token lifetimes), not on this process's CPU.
+/// `--test-threads` overrides it.
+fn default_test_threads() -> Option<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Some((2 * cores).max(4))
 }
 
 /// One trial per test of every module, on `backend`.
