@@ -110,7 +110,7 @@ fn assert_throttle_held(answers: &[Answer]) {
                     "a 429 without a Retry-After of 1..=3600 seconds: {answer:?}"
                 );
             }
-            _ => panic!("a concurrent failed login got {answer:?}; all answers: {answers:#?}"),
+            _ => panic!("a failed login got {answer:?}; all answers: {answers:#?}"),
         }
     }
     assert!(
