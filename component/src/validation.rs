@@ -155,26 +155,25 @@ pub fn check_mobile(mobile: &str, errors: &mut Vec<FieldError>) -> Option<Mobile
 
 /// Removes spaces, dashes and parentheses; `None` unless what is left is a valid number.
 pub fn normalise_mobile(mobile: &str) -> Option<Mobile> {
-    let compact: String = mobile
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
-        .collect();
-    let digits = compact.strip_prefix('+').unwrap_or(&compact);
-    let valid = (MOBILE_MIN_DIGITS..=MOBILE_MAX_DIGITS).contains(&digits.len())
-        && digits.chars().all(|c| c.is_ascii_digit());
-    valid.then(|| Mobile {
-        key: digits.to_string(),
-        number: compact.clone(),
+    let compact = compact_mobile(mobile);
+    let key = mobile_digits(&compact).filter(|key| key.len() >= MOBILE_MIN_DIGITS)?;
+    Some(Mobile {
+        key,
+        number: compact,
     })
+}
+
+/// A mobile number without its formatting (spaces, `-`, parentheses).
+fn compact_mobile(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+        .collect()
 }
 
 /// The digits of a whole or partial mobile number (formatting and a leading `+` dropped),
 /// when `text` is nothing else: what an admin search matches against mobile numbers.
 pub fn mobile_digits(text: &str) -> Option<String> {
-    let compact: String = text
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
-        .collect();
+    let compact = compact_mobile(text);
     let digits = compact.strip_prefix('+').unwrap_or(&compact);
     let valid = (1..=MOBILE_MAX_DIGITS).contains(&digits.len())
         && digits.chars().all(|c| c.is_ascii_digit());
