@@ -1,9 +1,12 @@
 //! The WIT side (wasm32 only): exports `wasi:http/incoming-handler`, forwards each
 //! request to the imported handler (the auth component's, plugged in at composition),
-//! and then delivers due mail over outgoing `wasi:http`. Settings come from
-//! `wasi:config`, which Spin fills from its variables.
+//! and then delivers due mail over outgoing `wasi:http`, or writes it to stderr (Spin's
+//! log). Settings come from `wasi:config`, which Spin fills from its variables.
 
-use crate::{BATCH, LEASE_SECONDS, Payload, TIMEOUT_NANOS, TOKEN_SETTING, URL_SETTING, Webhook};
+use crate::{
+    BATCH, FROM_SETTING, LEASE_SECONDS, LOG_SETTING, Payload, Route, TIMEOUT_NANOS, TOKEN_SETTING,
+    URL_SETTING, Webhook,
+};
 
 wit_bindgen::generate!({
     path: ["../../wit", "../wit"],
@@ -14,7 +17,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use portcullis::auth::api::{self, Mail};
+use portcullis::auth::api;
 use wasi::config::store as config;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
@@ -36,16 +39,17 @@ impl exports::wasi::http::incoming_handler::Guest for Relay {
 
 export!(Relay);
 
-/// Claims due mail and delivers each to the webhook, when one is configured.
+/// Claims due mail and delivers each as the settings say, when they say to deliver.
 fn deliver_due_mail() {
-    let webhook = match configured_webhook() {
-        Ok(Some(webhook)) => webhook,
-        Ok(None) => return,
+    let (route, from) = match configured() {
+        Ok((Some(route), from)) => (route, from),
+        Ok((None, _)) => return,
         Err(problem) => {
             eprintln!("mail relay: {problem}; mail stays in the outbox");
             return;
         }
     };
+    let from = crate::sender(from.as_deref());
     let mails = match api::claim_mail(BATCH, LEASE_SECONDS) {
         Ok(mails) => mails,
         Err(error) => {
@@ -54,7 +58,22 @@ fn deliver_due_mail() {
         }
     };
     for mail in mails {
-        let recorded = match post(&webhook, &mail) {
+        let payload = Payload {
+            id: &mail.id,
+            from,
+            to: &mail.to,
+            subject: &mail.subject,
+            text: &mail.text_body,
+            html: &mail.html_body,
+        };
+        let delivered = match &route {
+            Route::Webhook(webhook) => post(webhook, &payload),
+            Route::Log => {
+                eprintln!("{}", payload.log_line());
+                Ok(())
+            }
+        };
+        let recorded = match delivered {
             Ok(()) => api::mail_sent(&mail.id, &mail.claim),
             Err(reason) => api::mail_failed(&mail.id, &mail.claim, &reason),
         };
@@ -67,11 +86,14 @@ fn deliver_due_mail() {
     }
 }
 
-fn configured_webhook() -> Result<Option<Webhook>, String> {
-    crate::webhook(
+/// The route and the `mail_from` setting.
+fn configured() -> Result<(Option<Route>, Option<String>), String> {
+    let route = crate::route(
         setting(URL_SETTING)?.as_deref(),
         setting(TOKEN_SETTING)?.as_deref(),
-    )
+        setting(LOG_SETTING)?.as_deref(),
+    )?;
+    Ok((route, setting(FROM_SETTING)?))
 }
 
 fn setting(key: &str) -> Result<Option<String>, String> {
@@ -79,15 +101,8 @@ fn setting(key: &str) -> Result<Option<String>, String> {
 }
 
 /// POSTs one mail; `Err` carries a short reason without the URL, token or body.
-fn post(webhook: &Webhook, mail: &Mail) -> Result<(), String> {
-    let body = Payload {
-        id: &mail.id,
-        to: &mail.to,
-        subject: &mail.subject,
-        text: &mail.text_body,
-        html: &mail.html_body,
-    }
-    .to_json()?;
+fn post(webhook: &Webhook, mail: &Payload<'_>) -> Result<(), String> {
+    let body = mail.to_json()?;
     let request = request(webhook)?;
     let outgoing_body = request
         .body()

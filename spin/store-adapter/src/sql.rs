@@ -1,4 +1,6 @@
-//! Splitting a migration file into its statements: Spin runs one statement per call.
+//! SQL text the adapter handles itself: splitting a migration file into its statements
+//! (Spin runs one statement per call), and the probe that names the columns of an empty
+//! PostgreSQL result.
 //!
 //! Semicolons inside quotes ('…', "…") and comments (`--`, `/* */`) do not end a
 //! statement. The migrations hold no trigger or function bodies (`BEGIN … END;`).
@@ -32,6 +34,19 @@ pub fn statements(script: &str) -> Vec<&str> {
     }
     push_statement(&mut statements, &script[start..]);
     statements
+}
+
+/// A query with the columns of `select` that always returns a row (all NULL when
+/// `select` has none): Spin's PostgreSQL names the columns only of a result that has a
+/// row, and `portcullis:auth/store` names them for an empty result too. Its parameters
+/// are those of `select`, in the same places. `None` for a statement that is not a
+/// `SELECT`, which cannot stand in a subquery.
+pub fn columns_probe(select: &str) -> Option<String> {
+    let select = select.trim().trim_end_matches(';').trim_end();
+    let first_word = select.split_whitespace().next()?;
+    first_word.eq_ignore_ascii_case("SELECT").then(|| {
+        format!("SELECT probed.* FROM (SELECT 1) AS one LEFT JOIN ({select}) AS probed ON TRUE")
+    })
 }
 
 /// Advances past the first character for which `end` holds (or to the end).
@@ -75,6 +90,21 @@ mod tests {
                 "/* block; comment */ INSERT INTO \"odd;name\" VALUES (1)",
             ]
         );
+    }
+
+    #[test]
+    fn a_select_is_probed_for_its_columns_as_a_subquery() {
+        assert_eq!(
+            super::columns_probe("  select id FROM t WHERE a = $1 ORDER BY id LIMIT $2;\n")
+                .as_deref(),
+            Some(
+                "SELECT probed.* FROM (SELECT 1) AS one LEFT JOIN \
+                 (select id FROM t WHERE a = $1 ORDER BY id LIMIT $2) AS probed ON TRUE"
+            )
+        );
+        for other in ["INSERT INTO t VALUES (1)", "SELECTED", "", "  ;"] {
+            assert_eq!(super::columns_probe(other), None, "{other:?}");
+        }
     }
 
     #[test]

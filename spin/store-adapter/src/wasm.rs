@@ -119,10 +119,17 @@ impl Connection for SpinConnection {
                 })
             }
             Self::Postgres(connection) => {
-                let result = connection
-                    .query(sql, &postgres_params(params))
-                    .map_err(postgres_error)?;
-                let columns: Vec<String> = result.columns.into_iter().map(|c| c.name).collect();
+                let params = postgres_params(params);
+                let result = connection.query(sql, &params).map_err(postgres_error)?;
+                let mut columns: Vec<String> = result.columns.into_iter().map(|c| c.name).collect();
+                // Spin names the columns from the first row: an empty result has none.
+                if columns.is_empty()
+                    && result.rows.is_empty()
+                    && let Some(probe) = crate::sql::columns_probe(sql)
+                {
+                    let probed = connection.query(&probe, &params).map_err(postgres_error)?;
+                    columns = probed.columns.into_iter().map(|c| c.name).collect();
+                }
                 let rows = result
                     .rows
                     .into_iter()

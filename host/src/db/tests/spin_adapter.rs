@@ -2,12 +2,14 @@
 //! wasmtime, with `spin:sqlite` supplied the way Spin supplies it: a named database
 //! opened per connection, `execute` returning the columns and rows of any statement,
 //! `changes` reading SQLite's count, and SQLite's own errors reported as `io` with
-//! SQLite's message. Every call gets a fresh instance, as every request does in Spin.
+//! SQLite's message; and `spin:postgres` on a real PostgreSQL, as Spin supplies it
+//! ([`postgres`]). Every call gets a fresh instance, as every request does in Spin.
 //!
 //! Beyond the shared cases: the adapter's migrations are recorded as sqlx records them,
 //! so the native host accepts a database the adapter migrated, and the other way round.
 //! [`served`] serves the whole Spin artifact over HTTP with these same imports.
 
+mod postgres;
 mod served;
 
 use std::collections::HashMap;
@@ -17,9 +19,9 @@ use std::sync::OnceLock;
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Column as _, ConnectOptions as _, Executor as _, Row as _, Sqlite, SqliteConnection};
-use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable, ResourceType};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -34,11 +36,15 @@ mod bindings {
         world: "portcullis:spin/store-adapter",
         imports: { default: async | trappable },
         exports: { default: async },
-        with: { "spin:sqlite/sqlite.connection": super::SpinSqlite },
+        with: {
+            "spin:sqlite/sqlite.connection": super::SpinSqlite,
+            "spin:postgres/postgres.connection": super::postgres::SpinPostgres,
+        },
     });
 }
 
 use bindings::exports::portcullis::auth::store as adapter;
+use bindings::spin::postgres::postgres as spin_postgres;
 use bindings::spin::sqlite::sqlite;
 use bindings::wasi::config::store as config;
 
@@ -62,49 +68,12 @@ fn spin_target() -> PathBuf {
     .join("spin")
 }
 
-/// Supplies `spin:sqlite` and `wasi:config` (and WASI) as Spin does; `spin:postgres`,
-/// unused on SQLite, traps.
-fn add_spin_to_linker(linker: &mut Linker<SpinState>, component: &Component) {
+/// Supplies `spin:sqlite`, `spin:postgres` and `wasi:config` (and WASI) as Spin does.
+fn add_spin_to_linker(linker: &mut Linker<SpinState>) {
     wasmtime_wasi::p2::add_to_linker_async(linker).unwrap();
     sqlite::add_to_linker::<_, HasSelf<SpinState>>(linker, |state| state).unwrap();
+    spin_postgres::add_to_linker::<_, HasSelf<SpinState>>(linker, |state| state).unwrap();
     config::add_to_linker::<_, HasSelf<SpinState>>(linker, |state| state).unwrap();
-    trap_postgres(linker, component);
-}
-
-/// The resource type behind the trapping `spin:postgres`.
-struct PostgresNotSupplied;
-
-/// Defines each function of the component's `spin:postgres` import as a trap. (The
-/// linker's `define_unknown_imports_as_traps` would also stub WASI imports whose version
-/// differs from wasmtime's, breaking their shared resource types.)
-fn trap_postgres(linker: &mut Linker<SpinState>, component: &Component) {
-    let engine = component.engine();
-    for (name, item) in component.component_type().imports(engine) {
-        let ComponentItem::ComponentInstance(instance) = item.ty else {
-            continue;
-        };
-        if !name.starts_with("spin:postgres/") {
-            continue;
-        }
-        let mut stub = linker.instance(name).unwrap();
-        for (export, item) in instance.exports(engine) {
-            match item.ty {
-                ComponentItem::ComponentFunc(_) => stub
-                    .func_new(export, |_, _, _, _| {
-                        wasmtime::bail!("spin:postgres is not supplied in this test")
-                    })
-                    .unwrap(),
-                ComponentItem::Resource(_) => stub
-                    .resource(
-                        export,
-                        ResourceType::host::<PostgresNotSupplied>(),
-                        |_, _| Ok(()),
-                    )
-                    .unwrap(),
-                _ => {}
-            }
-        }
-    }
 }
 
 fn build_adapter() -> PathBuf {
@@ -129,7 +98,7 @@ fn build_adapter() -> PathBuf {
 pub struct SpinSqlite(SqliteConnection);
 
 /// One instance's store data: WASI (with HTTP), the settings, and the SQLite file
-/// behind `default`.
+/// behind `default` (Spin offers it also to an app on PostgreSQL).
 struct SpinState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -139,9 +108,19 @@ struct SpinState {
 }
 
 impl SpinState {
-    fn new(settings: HashMap<String, String>, database_file: &Path) -> Self {
+    /// Spin's log, the component's stderr, goes to `log`, or to this process' stderr.
+    fn new(
+        settings: HashMap<String, String>,
+        database_file: &Path,
+        log: Option<&MemoryOutputPipe>,
+    ) -> Self {
+        let mut wasi = WasiCtx::builder();
+        match log {
+            Some(log) => wasi.stderr(log.clone()),
+            None => wasi.inherit_stderr(),
+        };
         Self {
-            wasi: WasiCtx::builder().inherit_stderr().build(),
+            wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             settings,
@@ -283,31 +262,34 @@ fn to_spin(value: Value) -> sqlite::Value {
     }
 }
 
-/// The adapter, instantiated afresh for every call, on one SQLite file.
+/// The adapter, instantiated afresh for every call, on Spin's `default` SQLite database
+/// (one file) or on the PostgreSQL database its `database_url` names.
 struct SpinAdapter {
     engine: Engine,
     pre: bindings::StoreAdapterPre<SpinState>,
     database_file: PathBuf,
+    database_url: String,
 }
 
 impl SpinAdapter {
-    fn new(database_file: &Path) -> Self {
+    fn new(database_file: &Path, database_url: &str) -> Self {
         let engine = Engine::new(&Config::new()).unwrap();
         let component = Component::from_file(&engine, adapter_wasm()).unwrap();
         let mut linker = Linker::new(&engine);
-        add_spin_to_linker(&mut linker, &component);
+        add_spin_to_linker(&mut linker);
         let pre =
             bindings::StoreAdapterPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
         Self {
             engine,
             pre,
             database_file: database_file.to_owned(),
+            database_url: database_url.to_owned(),
         }
     }
 
     async fn instance(&self) -> (Store<SpinState>, bindings::StoreAdapter) {
-        let settings = HashMap::from([("database_url".to_owned(), String::new())]);
-        let state = SpinState::new(settings, &self.database_file);
+        let settings = HashMap::from([("database_url".to_owned(), self.database_url.clone())]);
+        let state = SpinState::new(settings, &self.database_file, None);
         let mut store = Store::new(&self.engine, state);
         let instance = self.pre.instantiate_async(&mut store).await.unwrap();
         (store, instance)
@@ -416,13 +398,19 @@ fn native_settings(database_file: &Path) -> DatabaseSettings {
 
 /// The tables the migrations made, by name.
 async fn user_tables(database: &mut impl StoreUnderTest) -> Vec<String> {
-    let rows = database
-        .query(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
-            Vec::new(),
-        )
-        .await
-        .unwrap();
+    let sql = match database.dialect().await {
+        SqlDialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+        // `name` columns are cast: Spin reads only the common types.
+        SqlDialect::Postgres => {
+            "SELECT tablename::text AS name FROM pg_tables \
+             WHERE schemaname = current_schema() ORDER BY name"
+        }
+        SqlDialect::Mysql => {
+            "SELECT table_name AS name FROM information_schema.tables \
+             WHERE table_schema = DATABASE() ORDER BY name"
+        }
+    };
+    let rows = database.query(sql, Vec::new()).await.unwrap();
     rows.rows
         .into_iter()
         .filter_map(|row| match row.into_iter().next() {
@@ -435,15 +423,44 @@ async fn user_tables(database: &mut impl StoreUnderTest) -> Vec<String> {
 #[tokio::test]
 async fn the_spin_adapter_keeps_the_store_contract_on_sqlite() {
     let folder = tempfile::tempdir().unwrap();
-    let mut adapter = SpinAdapter::new(&folder.path().join("spin.db"));
+    let mut adapter = SpinAdapter::new(&folder.path().join("spin.db"), "");
     exercise(&mut adapter, SqlDialect::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_spin_adapter_keeps_the_store_contract_on_postgres() {
+    postgres::with_test_database(|url| async move {
+        let folder = tempfile::tempdir().unwrap();
+        let mut adapter = SpinAdapter::new(&folder.path().join("unused.db"), &url);
+        exercise(&mut adapter, SqlDialect::Postgres).await;
+
+        let tables = user_tables(&mut adapter).await;
+        for table in ["_sqlx_migrations", "users", "sessions", "outbox"] {
+            assert!(tables.iter().any(|name| name == table), "{tables:?}");
+        }
+        assert_eq!(count_users(&mut adapter).await, 0);
+
+        let settings = DatabaseSettings {
+            url,
+            max_connections: 1,
+        };
+        let mut native = Database::connect(&settings).await.unwrap();
+        native.migrate().await.unwrap();
+        assert_eq!(
+            user_tables(&mut native).await,
+            tables,
+            "sqlx accepts the adapter's migrations: nothing migrated twice"
+        );
+        native.close().await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_native_host_accepts_a_database_the_adapter_migrated() {
     let folder = tempfile::tempdir().unwrap();
     let file = folder.path().join("spin.db");
-    let mut adapter = SpinAdapter::new(&file);
+    let mut adapter = SpinAdapter::new(&file, "");
     let tables = user_tables(&mut adapter).await;
     assert!(tables.iter().any(|name| name == "users"), "{tables:?}");
     assert!(
@@ -470,14 +487,22 @@ async fn the_adapter_accepts_a_database_the_native_host_migrated() {
     let tables = user_tables(&mut native).await;
     native.close().await;
 
-    let mut adapter = SpinAdapter::new(&file);
+    let mut adapter = SpinAdapter::new(&file, "");
     assert_eq!(user_tables(&mut adapter).await, tables);
-    let counted = adapter
+    assert_eq!(count_users(&mut adapter).await, 0, "a fresh database");
+}
+
+/// The number of users, read through `database`.
+async fn count_users(database: &mut impl StoreUnderTest) -> i64 {
+    let counted = database
         .query("SELECT COUNT(*) AS n FROM users", Vec::new())
         .await
         .unwrap();
-    assert!(
-        matches!(counted.rows.as_slice(), [row] if matches!(row.as_slice(), [Value::Integer(0)])),
-        "a fresh database has no users"
-    );
+    match counted.rows.as_slice() {
+        [row] => match row.as_slice() {
+            [Value::Integer(count)] => *count,
+            other => panic!("COUNT(*) read as {other:?}"),
+        },
+        other => panic!("COUNT(*) gave {other:?}"),
+    }
 }

@@ -2,11 +2,14 @@
 //! `spin build` does) served over real HTTP by wasmtime-wasi-http, with incoming and
 //! outgoing HTTP, `spin:sqlite` on a temporary file and `wasi:config` from a map, as Spin
 //! supplies them. A webhook (a small HTTP server here) receives the mail the artifact's
-//! relay POSTs. One fresh instance serves each request, as in Spin.
+//! relay POSTs; without one, the relay writes mail to Spin's log (the components'
+//! stderr, kept here) unless `mail_log` is false. One fresh instance serves each
+//! request, as in Spin.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -17,11 +20,13 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value as Json, json};
-use sqlx::{ConnectOptions as _, sqlite::SqliteConnectOptions};
+use sqlx::ConnectOptions as _;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -31,6 +36,12 @@ use super::{SpinState, add_spin_to_linker, spin_target, workspace};
 
 /// The bearer token the webhook expects.
 const HOOK_TOKEN: &str = "hook-token-for-tests";
+/// The JWT secret of the served artifact.
+const JWT_SECRET: &str = "a-test-secret-of-more-than-thirty-two-bytes-0123456789";
+/// The `mail_from` setting.
+const FROM: &str = "Portcullis on Spin <auth@spin.example>";
+/// The password of every user the tests register.
+const PASSWORD: &str = "Spin-Relay-42";
 /// How long a test waits for something the relay does after a response.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -60,6 +71,10 @@ struct Served {
     pre: ProxyPre<SpinState>,
     settings: HashMap<String, String>,
     database_file: PathBuf,
+    /// Spin's log: what every instance wrote to stderr.
+    log: MemoryOutputPipe,
+    /// Instances still running (the relay works on after the response).
+    running: Arc<AtomicUsize>,
 }
 
 impl Served {
@@ -68,13 +83,15 @@ impl Served {
         let component = Component::from_file(&engine, artifact()).unwrap();
         let mut linker = Linker::new(&engine);
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
-        add_spin_to_linker(&mut linker, &component);
+        add_spin_to_linker(&mut linker);
         let pre = ProxyPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
         Self {
             engine,
             pre,
             settings,
             database_file: database_file.to_owned(),
+            log: MemoryOutputPipe::new(1 << 20),
+            running: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -84,7 +101,7 @@ impl Served {
         &self,
         request: Request<Incoming>,
     ) -> Result<Response<HyperOutgoingBody>, std::io::Error> {
-        let state = SpinState::new(self.settings.clone(), &self.database_file);
+        let state = SpinState::new(self.settings.clone(), &self.database_file, Some(&self.log));
         let mut store = Store::new(&self.engine, state);
         let (sender, receiver) = oneshot::channel();
         let incoming = store
@@ -98,6 +115,8 @@ impl Served {
             .new_response_outparam(sender)
             .map_err(std::io::Error::other)?;
         let pre = self.pre.clone();
+        let running = Arc::clone(&self.running);
+        running.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let outcome = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
@@ -110,6 +129,7 @@ impl Served {
             if let Err(error) = outcome {
                 eprintln!("the Spin artifact trapped: {error:#}");
             }
+            running.fetch_sub(1, Ordering::SeqCst);
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),
@@ -177,10 +197,18 @@ async fn webhook(
     }
 }
 
-/// A served artifact with email verification required, its mail going to a webhook
-/// that answers `hook_status`.
+/// Where the served artifact's mail goes.
+enum MailRoute {
+    /// To a webhook that answers every POST with this status.
+    Webhook(StatusCode),
+    /// No webhook; `mail_log` as given (`None`: unset, as its default).
+    NoWebhook { mail_log: Option<&'static str> },
+}
+
+/// A served artifact with email verification required and `mail_from` set.
 struct Scenario {
     api: String,
+    served: Arc<Served>,
     deliveries: mpsc::UnboundedReceiver<Delivery>,
     database_file: PathBuf,
     client: reqwest::Client,
@@ -188,36 +216,44 @@ struct Scenario {
 }
 
 impl Scenario {
-    async fn start(hook_status: StatusCode) -> Self {
+    async fn start(mail: MailRoute) -> Self {
         let folder = tempfile::tempdir().unwrap();
         let database_file = folder.path().join("spin.db");
-        let hook_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let hook = hook_listener.local_addr().unwrap();
-        let (sender, deliveries) = mpsc::unbounded_channel();
-        tokio::spawn(webhook(hook_listener, hook_status, sender));
         let api_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api = format!("http://{}", api_listener.local_addr().unwrap());
-        let settings = [
-            (
-                "jwt_secret",
-                "a-test-secret-of-more-than-thirty-two-bytes-0123456789",
-            ),
+        let mut settings: HashMap<String, String> = [
+            ("jwt_secret", JWT_SECRET),
             ("database_url", ""),
             ("require_email_verification", "true"),
             ("public_url", &api),
-            (
-                "mail_webhook_url",
-                &format!("http://{hook}/hooks/mail?from=spin"),
-            ),
-            ("mail_webhook_token", HOOK_TOKEN),
+            ("mail_from", FROM),
         ]
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .collect();
+        let (sender, deliveries) = mpsc::unbounded_channel();
+        match mail {
+            MailRoute::Webhook(hook_status) => {
+                let hook_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let hook = hook_listener.local_addr().unwrap();
+                tokio::spawn(webhook(hook_listener, hook_status, sender));
+                settings.insert(
+                    "mail_webhook_url".to_owned(),
+                    format!("http://{hook}/hooks/mail?from=spin"),
+                );
+                settings.insert("mail_webhook_token".to_owned(), HOOK_TOKEN.to_owned());
+            }
+            MailRoute::NoWebhook { mail_log } => {
+                if let Some(mail_log) = mail_log {
+                    settings.insert("mail_log".to_owned(), mail_log.to_owned());
+                }
+            }
+        }
         let served = Arc::new(Served::new(settings, &database_file));
-        tokio::spawn(serve(served, api_listener));
+        tokio::spawn(serve(Arc::clone(&served), api_listener));
         Self {
             api,
+            served,
             deliveries,
             database_file,
             client: reqwest::Client::new(),
@@ -228,7 +264,7 @@ impl Scenario {
     async fn register(&self, username: &str, email: &str) -> reqwest::Response {
         self.client
             .post(format!("{}/api/v1/auth/register", self.api))
-            .json(&json!({"username": username, "email": email, "password": "Spin-Relay-42"}))
+            .json(&json!({"username": username, "email": email, "password": PASSWORD}))
             .send()
             .await
             .unwrap()
@@ -237,7 +273,18 @@ impl Scenario {
     async fn login(&self, login: &str) -> reqwest::Response {
         self.client
             .post(format!("{}/api/v1/auth/login", self.api))
-            .json(&json!({"login": login, "password": "Spin-Relay-42"}))
+            .json(&json!({"login": login, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts the verification form with `token`.
+    async fn verify_email(&self, token: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/verify-email", self.api))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
             .send()
             .await
             .unwrap()
@@ -257,11 +304,7 @@ impl Scenario {
         id: &str,
         settled: impl Fn(&(Option<i64>, i64, Option<String>)) -> bool,
     ) -> (Option<i64>, i64, Option<String>) {
-        let mut connection = SqliteConnectOptions::new()
-            .filename(&self.database_file)
-            .connect()
-            .await
-            .unwrap();
+        let mut connection = self.database().await;
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let row: (Option<i64>, i64, Option<String>) =
@@ -274,6 +317,50 @@ impl Scenario {
                 return row;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The id and claim of the one mail to `address` in the outbox.
+    async fn mail_to(&self, address: &str) -> (String, Option<String>) {
+        sqlx::query_as("SELECT id, claim FROM outbox WHERE recipient = ?")
+            .bind(address)
+            .fetch_one(&mut self.database().await)
+            .await
+            .unwrap()
+    }
+
+    async fn database(&self) -> SqliteConnection {
+        SqliteConnectOptions::new()
+            .filename(&self.database_file)
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until every instance has ended, the relay's work after the response
+    /// included.
+    async fn settled(&self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.served.running.load(Ordering::SeqCst) > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the artifact is still running"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What the artifact wrote to Spin's log so far.
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&self.served.log.contents()).into_owned()
+    }
+}
+
+impl Drop for Scenario {
+    /// Shows Spin's log when a test fails.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("Spin's log:\n{}", self.log());
         }
     }
 }
@@ -293,7 +380,7 @@ fn link_token(text: &str, api: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spin_artifact_serves_the_api_and_mails_through_the_webhook() {
-    let mut scenario = Scenario::start(StatusCode::OK).await;
+    let mut scenario = Scenario::start(MailRoute::Webhook(StatusCode::OK)).await;
     let api = scenario.api.clone();
 
     let registered = scenario
@@ -311,6 +398,7 @@ async fn the_spin_artifact_serves_the_api_and_mails_through_the_webhook() {
     );
     assert_eq!(mail.content_type.as_deref(), Some("application/json"));
     assert_eq!(mail.body["to"], "spin.user@example.com", "{}", mail.body);
+    assert_eq!(mail.body["from"], FROM, "{}", mail.body);
     for field in ["id", "subject", "html"] {
         assert!(
             mail.body[field]
@@ -337,15 +425,7 @@ async fn the_spin_artifact_serves_the_api_and_mails_through_the_webhook() {
         .unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<form"));
-    let verified = scenario
-        .client
-        .post(format!("{api}/verify-email"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(verified.status(), 200);
+    assert_eq!(scenario.verify_email(&token).await.status(), 200);
 
     let login = scenario.login("spin_user").await;
     assert_eq!(login.status(), 200);
@@ -377,7 +457,7 @@ async fn the_spin_artifact_serves_the_api_and_mails_through_the_webhook() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_failure_keeps_the_mail_for_a_retry() {
-    let mut scenario = Scenario::start(StatusCode::SERVICE_UNAVAILABLE).await;
+    let mut scenario = Scenario::start(MailRoute::Webhook(StatusCode::SERVICE_UNAVAILABLE)).await;
     let registered = scenario.register("spin_retry", "retry@example.com").await;
     assert_eq!(registered.status(), 201);
 
@@ -391,4 +471,55 @@ async fn a_webhook_failure_keeps_the_mail_for_a_retry() {
     let last_error = last_error.unwrap_or_default();
     assert!(last_error.contains("503"), "{last_error}");
     assert!(!last_error.contains(HOOK_TOKEN), "{last_error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_webhook_the_mail_is_written_to_spins_log_and_marked_sent() {
+    let scenario = Scenario::start(MailRoute::NoWebhook { mail_log: None }).await;
+    let registered = scenario.register("spin_logged", "Logged@Example.com").await;
+    assert_eq!(registered.status(), 201);
+    scenario.settled().await;
+
+    let (id, _) = scenario.mail_to("logged@example.com").await;
+    let (sent_at, attempts, last_error) = scenario.outbox_row(&id, |_| true).await;
+    assert!(sent_at.is_some(), "the relay marked the logged mail sent");
+    assert_eq!((attempts, last_error), (0, None));
+
+    let log = scenario.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains(&id))
+        .unwrap_or_else(|| panic!("no line for mail {id} in Spin's log"));
+    assert!(line.contains(&format!("from={FROM:?}")), "{line}");
+    assert!(line.contains("to=\"logged@example.com\""), "{line}");
+    assert!(line.contains("subject=\""), "{line}");
+    assert!(!line.contains("</"), "the HTML body is not logged: {line}");
+    assert!(!log.contains(JWT_SECRET), "no other secret is logged");
+    assert!(!log.contains(PASSWORD), "no other secret is logged");
+
+    let token = link_token(line, &scenario.api);
+    assert_eq!(scenario.verify_email(&token).await.status(), 200);
+    assert_eq!(scenario.login("spin_logged").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_mail_log_off_the_mail_stays_in_the_outbox() {
+    let scenario = Scenario::start(MailRoute::NoWebhook {
+        mail_log: Some("false"),
+    })
+    .await;
+    let registered = scenario.register("spin_kept", "kept@example.com").await;
+    assert_eq!(registered.status(), 201);
+    scenario.settled().await;
+
+    let (id, claim) = scenario.mail_to("kept@example.com").await;
+    assert_eq!(claim, None, "the relay did not claim it");
+    let row = scenario.outbox_row(&id, |_| true).await;
+    assert_eq!(
+        row,
+        (None, 0, None),
+        "due, for a `portcullis serve` to send"
+    );
+    let log = scenario.log();
+    assert!(!log.contains("kept@example.com"), "{log}");
 }
