@@ -193,6 +193,51 @@ fn configured(variable: &str) -> Option<String> {
         .filter(|url| !url.trim().is_empty())
 }
 
+/// A database of one trial's own, dropped when it is dropped: for a test that changes
+/// what every host on a database shares (say, its signing keys), which would disturb the
+/// other trials on the run's database. On SQLite, a fresh file.
+pub struct PrivateDatabase {
+    /// What `PORTCULLIS_DATABASE_URL` says.
+    pub url: String,
+    database: Option<RunDatabase>,
+    _folder: Option<tempfile::TempDir>,
+}
+
+impl Drop for PrivateDatabase {
+    fn drop(&mut self) {
+        if let Some(database) = &self.database {
+            if let Err(error) = database.drop_database() {
+                eprintln!("could not drop {}: {error}", database.name);
+            }
+        }
+    }
+}
+
+/// Creates a [`PrivateDatabase`] on the current trial's backend.
+pub fn private_database() -> PrivateDatabase {
+    let backend = current().backend;
+    let server_url = backend.url_variable().and_then(configured);
+    match server_url {
+        Some(server_url) => {
+            let database = RunDatabase::create(backend, &server_url)
+                .unwrap_or_else(|error| panic!("a private database: {error}"));
+            PrivateDatabase {
+                url: database.url(),
+                database: Some(database),
+                _folder: None,
+            }
+        }
+        None => {
+            let folder = tempfile::tempdir().expect("tempdir");
+            PrivateDatabase {
+                url: format!("sqlite://{}/private.db", folder.path().display()),
+                database: None,
+                _folder: Some(folder),
+            }
+        }
+    }
+}
+
 /// A database created for one run.
 struct RunDatabase {
     backend: Backend,
@@ -206,7 +251,12 @@ impl RunDatabase {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let name = format!("portcullis_test_{since_epoch}_{}", std::process::id());
+        static CREATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let serial = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!(
+            "portcullis_test_{since_epoch}_{}_{serial}",
+            std::process::id()
+        );
         let create = match backend {
             Backend::Mysql => format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"),
             _ => format!("CREATE DATABASE {name}"),

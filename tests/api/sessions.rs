@@ -1242,7 +1242,8 @@ api_tests! {
     /// `PORTCULLIS_JWT_SIGNING_KEY` signs on every host that is given it (one kid), and
     /// another key given later is a rotation: old tokens stay valid.
     fn a_signing_key_given_in_the_settings_signs_and_another_one_rotates() {
-        let db = shared_database();
+        // The key takes over the database's signing keys: not the one other trials share.
+        let db = crate::backends::private_database();
         let with_key = |pem: &str| {
             TestApp::spawn_on(
                 &db.url,
