@@ -205,10 +205,10 @@ pub struct PrivateDatabase {
 
 impl Drop for PrivateDatabase {
     fn drop(&mut self) {
-        if let Some(database) = &self.database {
-            if let Err(error) = database.drop_database() {
-                eprintln!("could not drop {}: {error}", database.name);
-            }
+        if let Some(database) = &self.database
+            && let Err(error) = database.drop_database()
+        {
+            eprintln!("could not drop {}: {error}", database.name);
         }
     }
 }
