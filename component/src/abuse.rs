@@ -22,7 +22,7 @@ use crate::validation::normalise_mobile;
 /// The longest wait the login throttle imposes, in milliseconds.
 const MAX_THROTTLE_MILLIS: i64 = 3_600_000;
 /// How often a failed login retries its compare-and-set before it is told to wait.
-const MAX_RESERVATION_TRIES: usize = 8;
+const MAX_COUNT_TRIES: usize = 8;
 /// Expired rate windows and idle failure counts are pruned by one new row in this many.
 const PRUNE_ONE_IN: u32 = 32;
 /// Failure counts untouched for this long are pruned (every wait has long ended).
@@ -126,7 +126,7 @@ pub fn record_login_failure(app: &App<'_>, subject: &str, ip: Option<&str>) -> R
     if threshold == 0 {
         return Ok(());
     }
-    for _ in 0..MAX_RESERVATION_TRIES {
+    for _ in 0..MAX_COUNT_TRIES {
         let now = app.env.now_millis();
         let Some((failures, last_failed_ms)) = failure_count(app, subject)? else {
             if create_failure_count(app, subject, now)? {

@@ -89,10 +89,12 @@ impl Settings {
             lookup: &lookup,
             problems: Vec::new(),
         };
+        let jwt_secret = reader.jwt_secret();
+        let jwt_algorithm = reader.jwt_algorithm();
         let settings = Settings {
-            jwt_secret: reader.jwt_secret(),
-            jwt_algorithm: reader.jwt_algorithm(),
-            jwt_signing_key: reader.jwt_signing_key(),
+            jwt_secret,
+            jwt_algorithm,
+            jwt_signing_key: reader.jwt_signing_key(jwt_algorithm),
             jwt_issuer: reader.text("jwt_issuer", "portcullis"),
             jwt_audience: reader.text("jwt_audience", "portcullis"),
             access_ttl: reader.number("access_ttl", 900, 1, 86_400),
@@ -213,12 +215,12 @@ impl Reader<'_> {
 
     /// An Ed25519 private key in PKCS#8 PEM (`\n` escapes accepted, for settings that
     /// cannot hold line breaks); only with EdDSA. The value is never echoed.
-    fn jwt_signing_key(&mut self) -> Option<SigningSeed> {
+    fn jwt_signing_key(&mut self, algorithm: JwtAlgorithm) -> Option<SigningSeed> {
         use ed25519_dalek::pkcs8::DecodePrivateKey as _;
         let pem = self
             .raw("jwt_signing_key")
             .filter(|value| !value.is_empty())?;
-        if self.raw("jwt_algorithm").as_deref() != Some("EdDSA") {
+        if algorithm != JwtAlgorithm::EdDsa {
             let message = "applies only with PORTCULLIS_JWT_ALGORITHM=EdDSA".into();
             self.complain("jwt_signing_key", message);
             return None;
