@@ -9,13 +9,14 @@
 //! so the native host accepts a database the adapter migrated, and the other way round.
 //! [`served`] serves the whole Spin artifact over HTTP with these same imports.
 
+mod pooled;
 mod postgres;
 mod served;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Column as _, ConnectOptions as _, Executor as _, Row as _, Sqlite, SqliteConnection};
@@ -97,14 +98,16 @@ fn build_adapter() -> PathBuf {
 /// An open `spin:sqlite` connection.
 pub struct SpinSqlite(SqliteConnection);
 
-/// One instance's store data: WASI (with HTTP), the settings, and the SQLite file
-/// behind `default` (Spin offers it also to an app on PostgreSQL).
+/// One instance's store data: WASI (with HTTP), the settings, the SQLite file behind
+/// `default` (Spin offers it also to an app on PostgreSQL), and the application's
+/// PostgreSQL pools, which outlive the instance.
 struct SpinState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
     settings: HashMap<String, String>,
     database_file: PathBuf,
+    postgres: Arc<postgres::SpinPgPools>,
 }
 
 impl SpinState {
@@ -112,6 +115,7 @@ impl SpinState {
     fn new(
         settings: HashMap<String, String>,
         database_file: &Path,
+        postgres: &Arc<postgres::SpinPgPools>,
         log: Option<&MemoryOutputPipe>,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
@@ -125,6 +129,7 @@ impl SpinState {
             table: ResourceTable::new(),
             settings,
             database_file: database_file.to_owned(),
+            postgres: Arc::clone(postgres),
         }
     }
 }
@@ -269,10 +274,19 @@ struct SpinAdapter {
     pre: bindings::StoreAdapterPre<SpinState>,
     database_file: PathBuf,
     database_url: String,
+    postgres: Arc<postgres::SpinPgPools>,
 }
+
+/// The pool limit of the test hosts: small, so that a client held too long shows.
+const POOL_SIZE: usize = 4;
 
 impl SpinAdapter {
     fn new(database_file: &Path, database_url: &str) -> Self {
+        Self::with_pool(database_file, database_url, POOL_SIZE)
+    }
+
+    /// With pools of at most `pool_size` PostgreSQL clients.
+    fn with_pool(database_file: &Path, database_url: &str, pool_size: usize) -> Self {
         let engine = Engine::new(&Config::new()).unwrap();
         let component = Component::from_file(&engine, adapter_wasm()).unwrap();
         let mut linker = Linker::new(&engine);
@@ -284,15 +298,69 @@ impl SpinAdapter {
             pre,
             database_file: database_file.to_owned(),
             database_url: database_url.to_owned(),
+            postgres: postgres::SpinPgPools::new(pool_size),
         }
     }
 
     async fn instance(&self) -> (Store<SpinState>, bindings::StoreAdapter) {
         let settings = HashMap::from([("database_url".to_owned(), self.database_url.clone())]);
-        let state = SpinState::new(settings, &self.database_file, None);
+        let state = SpinState::new(settings, &self.database_file, &self.postgres, None);
         let mut store = Store::new(&self.engine, state);
         let instance = self.pre.instantiate_async(&mut store).await.unwrap();
         (store, instance)
+    }
+}
+
+impl SpinAdapter {
+    /// `query` in a fresh instance.
+    async fn query_once(&self, sql: &str, params: Vec<Value>) -> Result<Rows, Error> {
+        let (mut store, instance) = self.instance().await;
+        let params: Vec<_> = params.into_iter().map(to_adapter).collect();
+        let rows = instance
+            .portcullis_auth_store()
+            .call_query(&mut store, sql, &params)
+            .await
+            .unwrap()
+            .map_err(from_adapter_error)?;
+        Ok(Rows {
+            columns: rows.columns,
+            rows: rows
+                .rows
+                .into_iter()
+                .map(|row| row.into_iter().map(from_adapter).collect())
+                .collect(),
+        })
+    }
+
+    /// `execute` in a fresh instance.
+    async fn execute_once(&self, sql: &str, params: Vec<Value>) -> Result<u64, Error> {
+        let (mut store, instance) = self.instance().await;
+        let params: Vec<_> = params.into_iter().map(to_adapter).collect();
+        instance
+            .portcullis_auth_store()
+            .call_execute(&mut store, sql, &params)
+            .await
+            .unwrap()
+            .map_err(from_adapter_error)
+    }
+
+    /// `batch` in a fresh instance.
+    async fn batch_once(&self, statements: Vec<Statement>) -> Result<Vec<u64>, Error> {
+        let (mut store, instance) = self.instance().await;
+        let statements: Vec<_> = statements
+            .into_iter()
+            .map(|statement| adapter::Statement {
+                sql: statement.sql,
+                params: statement.params.into_iter().map(to_adapter).collect(),
+                expect_rows: statement.expect_rows,
+            })
+            .collect();
+        instance
+            .portcullis_auth_store()
+            .call_batch(&mut store, &statements)
+            .await
+            .unwrap()
+            .map_err(from_adapter_error)
     }
 }
 
@@ -312,51 +380,15 @@ impl StoreUnderTest for SpinAdapter {
     }
 
     async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, Error> {
-        let (mut store, instance) = self.instance().await;
-        let params: Vec<_> = params.into_iter().map(to_adapter).collect();
-        let rows = instance
-            .portcullis_auth_store()
-            .call_query(&mut store, sql, &params)
-            .await
-            .unwrap()
-            .map_err(from_adapter_error)?;
-        Ok(Rows {
-            columns: rows.columns,
-            rows: rows
-                .rows
-                .into_iter()
-                .map(|row| row.into_iter().map(from_adapter).collect())
-                .collect(),
-        })
+        self.query_once(sql, params).await
     }
 
     async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, Error> {
-        let (mut store, instance) = self.instance().await;
-        let params: Vec<_> = params.into_iter().map(to_adapter).collect();
-        instance
-            .portcullis_auth_store()
-            .call_execute(&mut store, sql, &params)
-            .await
-            .unwrap()
-            .map_err(from_adapter_error)
+        self.execute_once(sql, params).await
     }
 
     async fn batch(&mut self, statements: Vec<Statement>) -> Result<Vec<u64>, Error> {
-        let (mut store, instance) = self.instance().await;
-        let statements: Vec<_> = statements
-            .into_iter()
-            .map(|statement| adapter::Statement {
-                sql: statement.sql,
-                params: statement.params.into_iter().map(to_adapter).collect(),
-                expect_rows: statement.expect_rows,
-            })
-            .collect();
-        instance
-            .portcullis_auth_store()
-            .call_batch(&mut store, &statements)
-            .await
-            .unwrap()
-            .map_err(from_adapter_error)
+        self.batch_once(statements).await
     }
 }
 

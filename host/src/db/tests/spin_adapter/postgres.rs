@@ -15,23 +15,52 @@
 //!   constraint, table, column … among the extras; a failed connection is
 //!   `connection-failed`.
 //!
-//! Spin hands out pooled connections; here each `open` connects afresh (and `drop`
-//! closes), as a pool does for a new instance. [`with_test_database`] gives one test run
-//! a database of its own on the server `PORTCULLIS_TEST_POSTGRES_URL` names.
+//! Connections are pooled as Spin 4 pools them (`client.rs`: a deadpool-postgres pool
+//! per component and address, `RecyclingMethod::Clean`; `host.rs`: `open` takes a client
+//! from it, the resource table holds it until `drop` or the end of the instance):
+//!
+//! - a pool has a small limit here ([`SpinPgPools::new`]); an `open` beyond it waits for
+//!   a client to come back. Spin waits without end; this host gives up after
+//!   [`POOL_PATIENCE`] with `connection-failed`, so that a test fails instead of hanging;
+//! - a client goes back to the pool as it is when its resource is dropped or its
+//!   instance ends (a trap, an aborted call): nothing rolls back. The next `open` runs
+//!   deadpool's `Clean` statements on it ([`RECYCLE`]), which end no transaction and
+//!   release no transaction-level lock, and hands it out, still inside whatever
+//!   transaction it was in; a client they fail on (an aborted transaction, a closed
+//!   connection) is dropped for a new one;
+//! - a new client tries TLS first unless the address says `sslmode=disable`, as
+//!   tokio-postgres does with Spin's native-tls connector: when the server offers TLS,
+//!   its certificate must verify against the system's roots for the host name or IP
+//!   address of the URL. The handshake is made by `openssl s_client` (the library Spin's
+//!   native-tls uses on Linux); this host has no TLS client of its own, so a session
+//!   that verified then runs unencrypted. A server without TLS is used in clear under
+//!   `prefer` (the default) and refused under `require`.
+//!
+//! [`with_test_database`] gives one test run a database of its own on the server
+//! `PORTCULLIS_TEST_POSTGRES_URL` names.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::process::Stdio;
+use std::str::FromStr as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{
-    PgArgumentBuffer, PgArguments, PgConnection, PgDatabaseError, PgRow, PgTypeInfo,
+    PgArgumentBuffer, PgArguments, PgConnectOptions, PgConnection, PgDatabaseError, PgRow,
+    PgSslMode, PgTypeInfo,
 };
 use sqlx::query::Query;
 use sqlx::{
-    Column as _, Connection as _, Either, Executor as _, Postgres, Row as _, TypeInfo as _,
-    ValueRef as _,
+    Column as _, ConnectOptions as _, Connection as _, Either, Executor as _, Postgres, Row as _,
+    TypeInfo as _, ValueRef as _,
 };
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Resource;
 
 use super::SpinState;
@@ -40,8 +69,228 @@ use super::bindings::spin::postgres::postgres as pg;
 /// The variable naming the PostgreSQL server the test may use.
 const SERVER_VARIABLE: &str = "PORTCULLIS_TEST_POSTGRES_URL";
 
-/// An open `spin:postgres` connection.
-pub struct SpinPostgres(PgConnection);
+/// How long an `open` waits for a pooled client before this host gives up (Spin waits
+/// without end).
+pub const POOL_PATIENCE: Duration = Duration::from_secs(60);
+
+/// deadpool-postgres' `RecyclingMethod::Clean`, run on an idle client before it is
+/// handed out again.
+const RECYCLE: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+                       UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; \
+                       DISCARD SEQUENCES;";
+
+/// The pooled clients of one Spin application, one pool per address, shared by all
+/// its instances.
+pub struct SpinPgPools {
+    size: usize,
+    pools: Mutex<HashMap<String, Arc<Pool>>>,
+}
+
+impl SpinPgPools {
+    /// Pools of at most `size` clients each.
+    pub fn new(size: usize) -> Arc<Self> {
+        Arc::new(Self {
+            size,
+            pools: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn pool(&self, address: &str) -> Arc<Pool> {
+        let mut pools = self.pools.lock().unwrap();
+        let pool = pools.entry(address.to_owned()).or_insert_with(|| {
+            Arc::new(Pool {
+                address: address.to_owned(),
+                size: self.size,
+                permits: Arc::new(Semaphore::new(self.size)),
+                idle: Mutex::new(VecDeque::new()),
+            })
+        });
+        Arc::clone(pool)
+    }
+}
+
+/// One address' pool: a permit per client in use, the idle clients in order of return.
+struct Pool {
+    address: String,
+    size: usize,
+    permits: Arc<Semaphore>,
+    idle: Mutex<VecDeque<PgConnection>>,
+}
+
+impl Pool {
+    /// A client: an idle one that recycles cleanly, or a new one.
+    async fn get(self: &Arc<Self>) -> Result<SpinPostgres, String> {
+        let permit = tokio::time::timeout(POOL_PATIENCE, Arc::clone(&self.permits).acquire_owned())
+            .await
+            .map_err(|_| {
+                format!(
+                    "all {} pooled connections stayed in use for {POOL_PATIENCE:?} (Spin \
+                     would wait without end)",
+                    self.size
+                )
+            })?
+            .map_err(|_| "the pool is closed".to_owned())?;
+        loop {
+            let idle = self.idle.lock().unwrap().pop_front();
+            let Some(mut connection) = idle else {
+                break;
+            };
+            if recycle(&mut connection).await {
+                return Ok(self.hand_out(connection, permit));
+            }
+        }
+        let connection = connect(&self.address).await?;
+        Ok(self.hand_out(connection, permit))
+    }
+
+    fn hand_out(
+        self: &Arc<Self>,
+        connection: PgConnection,
+        permit: OwnedSemaphorePermit,
+    ) -> SpinPostgres {
+        SpinPostgres {
+            connection: Some(connection),
+            pool: Arc::clone(self),
+            _permit: permit,
+        }
+    }
+}
+
+/// Runs deadpool's `Clean` statements; `false` if they fail (the client is dropped).
+async fn recycle(connection: &mut PgConnection) -> bool {
+    connection.execute(RECYCLE).await.is_ok()
+}
+
+/// A new client for `address`, TLS tried first as Spin's tokio-postgres tries it.
+async fn connect(address: &str) -> Result<PgConnection, String> {
+    let url = url::Url::parse(address)
+        .map_err(|error| format!("parsing Postgres connection string: {error}"))?;
+    let ssl_mode = url
+        .query_pairs()
+        .find(|(key, _)| key == "sslmode")
+        .map_or_else(|| "prefer".to_owned(), |(_, value)| value.into_owned());
+    match ssl_mode.as_str() {
+        "disable" => {}
+        "prefer" | "require" => tls_first(&url, ssl_mode == "require").await?,
+        _ => {
+            return Err(
+                "parsing Postgres connection string: invalid value for option \
+                        `sslmode`"
+                    .to_owned(),
+            );
+        }
+    }
+    let options = PgConnectOptions::from_str(address)
+        .map_err(|error| format!("parsing Postgres connection string: {error}"))?
+        .ssl_mode(PgSslMode::Disable);
+    options
+        .connect()
+        .await
+        .map_err(|error| format!("{error:?}"))
+}
+
+/// PostgreSQL's `SSLRequest` code.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// Asks the server for TLS; if it offers it, its certificate must verify (OpenSSL, the
+/// system's roots, the URL's host name or IP address), as native-tls verifies it.
+async fn tls_first(url: &url::Url, required: bool) -> Result<(), String> {
+    let host = url
+        .host_str()
+        .unwrap_or("localhost")
+        .trim_matches(['[', ']']);
+    let port = url.port().unwrap_or(5432);
+    let mut stream = TcpStream::connect((host, port))
+        .await
+        .map_err(|error| format!("error connecting to server: {error}"))?;
+    stream
+        .write_all(&SSL_REQUEST)
+        .await
+        .map_err(|error| format!("error connecting to server: {error}"))?;
+    let mut answer = [0u8; 1];
+    stream
+        .read_exact(&mut answer)
+        .await
+        .map_err(|error| format!("error connecting to server: {error}"))?;
+    drop(stream);
+    if answer[0] != b'S' {
+        return if required {
+            Err("error performing TLS handshake: server does not support TLS".to_owned())
+        } else {
+            Ok(())
+        };
+    }
+    let verify = if host.parse::<std::net::IpAddr>().is_ok() {
+        "-verify_ip"
+    } else {
+        "-verify_hostname"
+    };
+    let target = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let args = [
+        "s_client".to_owned(),
+        "-starttls".to_owned(),
+        "postgres".to_owned(),
+        "-connect".to_owned(),
+        target,
+        "-verify_return_error".to_owned(),
+        verify.to_owned(),
+        host.to_owned(),
+    ];
+    let handshake = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("openssl")
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+    });
+    let output = tokio::time::timeout(POOL_PATIENCE, handshake)
+        .await
+        .map_err(|_| "error performing TLS handshake: no answer".to_owned())?
+        .map_err(|error| format!("error performing TLS handshake: {error}"))?
+        .map_err(|error| format!("error performing TLS handshake: no openssl: {error}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let reason = said
+        .lines()
+        .find_map(|line| line.strip_prefix("Verification error: "))
+        .unwrap_or("the handshake failed");
+    Err(format!(
+        "error performing TLS handshake: certificate verify failed: {reason}"
+    ))
+}
+
+/// A pooled `spin:postgres` client; dropped (resource drop or instance end), it goes
+/// back to its pool as it is.
+pub struct SpinPostgres {
+    connection: Option<PgConnection>,
+    pool: Arc<Pool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl SpinPostgres {
+    fn connection(&mut self) -> wasmtime::Result<&mut PgConnection> {
+        self.connection
+            .as_mut()
+            .ok_or_else(|| wasmtime::Error::msg("the client went back to its pool"))
+    }
+}
+
+impl Drop for SpinPostgres {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.pool.idle.lock().unwrap().push_back(connection);
+        }
+    }
+}
 
 impl pg::Host for SpinState {}
 
@@ -50,9 +299,10 @@ impl pg::HostConnection for SpinState {
         &mut self,
         address: String,
     ) -> wasmtime::Result<Result<Resource<SpinPostgres>, pg::Error>> {
-        match PgConnection::connect(&address).await {
-            Ok(connection) => Ok(Ok(self.table.push(SpinPostgres(connection))?)),
-            Err(error) => Ok(Err(pg::Error::ConnectionFailed(format!("{error:?}")))),
+        let pool = self.postgres.pool(&address);
+        match pool.get().await {
+            Ok(client) => Ok(Ok(self.table.push(client)?)),
+            Err(message) => Ok(Err(pg::Error::ConnectionFailed(message))),
         }
     }
 
@@ -62,7 +312,7 @@ impl pg::HostConnection for SpinState {
         statement: String,
         params: Vec<pg::ParameterValue>,
     ) -> wasmtime::Result<Result<pg::RowSet, pg::Error>> {
-        let connection = &mut self.table.get_mut(&connection)?.0;
+        let connection = self.table.get_mut(&connection)?.connection()?;
         Ok(query(connection, &statement, params).await)
     }
 
@@ -72,14 +322,13 @@ impl pg::HostConnection for SpinState {
         statement: String,
         params: Vec<pg::ParameterValue>,
     ) -> wasmtime::Result<Result<u64, pg::Error>> {
-        let connection = &mut self.table.get_mut(&connection)?.0;
+        let connection = self.table.get_mut(&connection)?.connection()?;
         Ok(execute(connection, &statement, params).await)
     }
 
     async fn drop(&mut self, connection: Resource<SpinPostgres>) -> wasmtime::Result<()> {
-        let SpinPostgres(connection) = self.table.delete(connection)?;
-        // A connection the server already closed has nothing left to end.
-        let _ = connection.close().await;
+        // Back to the pool, in whatever state it is.
+        self.table.delete(connection)?;
         Ok(())
     }
 }
@@ -302,14 +551,21 @@ fn text_error(message: String) -> pg::Error {
 }
 
 /// Spin's `query-failed`: the database's own error with its fields, or the text of any
-/// other failure.
+/// other failure, as tokio-postgres' `Debug` writes it (`Error { kind: Closed, … }` for a
+/// connection the server closed, `Error { kind: Io, … }` for a broken one).
 fn query_failed(error: sqlx::Error) -> pg::Error {
     let as_text = format!("{error:?}");
     let database_error = error
         .as_database_error()
         .and_then(|error| error.try_downcast_ref::<PgDatabaseError>());
     let Some(error) = database_error else {
-        return text_error(as_text);
+        return text_error(match error {
+            sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                "Error { kind: Closed, cause: None }".to_owned()
+            }
+            sqlx::Error::Io(io) => format!("Error {{ kind: Io, cause: Some({io:?}) }}"),
+            _ => as_text,
+        });
     };
     let line = error.line().map(|line| line.to_string());
     let extras = [
@@ -341,14 +597,15 @@ fn query_failed(error: sqlx::Error) -> pg::Error {
 /// `PORTCULLIS_TEST_POSTGRES_URL` names, and drops that database afterwards, also when
 /// `test` fails. With the variable unset (or blank) it says PostgreSQL was skipped and
 /// passes; a set URL that cannot be used fails.
+///
+/// A URL without `sslmode` gets `sslmode=disable`, as the README tells users of a server
+/// whose certificate Spin cannot verify (the test servers' are self-signed);
+/// [`server_url`] is the server's URL as given.
 pub async fn with_test_database<T>(test: impl FnOnce(String) -> T)
 where
     T: Future<Output = ()> + Send + 'static,
 {
-    let Some(server) = std::env::var(SERVER_VARIABLE)
-        .ok()
-        .filter(|url| !url.trim().is_empty())
-    else {
+    let Some(server) = server_url() else {
         println!("skipped PostgreSQL: {SERVER_VARIABLE} is not set");
         return;
     };
@@ -356,10 +613,19 @@ where
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    let name = format!("portcullis_spin_test_{since_epoch}_{}", std::process::id());
+    // Tests run in parallel: a counter tells this process' databases apart.
+    static MADE: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "portcullis_spin_test_{since_epoch}_{}_{}",
+        std::process::id(),
+        MADE.fetch_add(1, Ordering::SeqCst)
+    );
     administer(&server, &format!("CREATE DATABASE {name}")).await;
     let mut url = url::Url::parse(&server).unwrap();
     url.set_path(&name);
+    if !url.query_pairs().any(|(key, _)| key == "sslmode") {
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+    }
     let outcome = tokio::spawn(test(url.into())).await;
     administer(
         &server,
@@ -372,6 +638,29 @@ where
             Err(error) => panic!("the PostgreSQL test did not finish: {error}"),
         }
     }
+}
+
+/// The server's URL as `PORTCULLIS_TEST_POSTGRES_URL` gives it, if set.
+pub fn server_url() -> Option<String> {
+    std::env::var(SERVER_VARIABLE)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+}
+
+/// Whether the server at `url` answers PostgreSQL's `SSLRequest` with an offer of TLS.
+pub async fn offers_tls(url: &str) -> bool {
+    let url = url::Url::parse(url).unwrap();
+    let host = url
+        .host_str()
+        .unwrap_or("localhost")
+        .trim_matches(['[', ']']);
+    let mut stream = TcpStream::connect((host, url.port().unwrap_or(5432)))
+        .await
+        .unwrap();
+    stream.write_all(&SSL_REQUEST).await.unwrap();
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).await.unwrap();
+    answer[0] == b'S'
 }
 
 /// Runs one statement on the server's own database.

@@ -32,7 +32,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::{SpinState, add_spin_to_linker, spin_target, workspace};
+use super::postgres::SpinPgPools;
+use super::{POOL_SIZE, SpinState, add_spin_to_linker, spin_target, workspace};
 
 /// The bearer token the webhook expects.
 const HOOK_TOKEN: &str = "hook-token-for-tests";
@@ -71,6 +72,7 @@ struct Served {
     pre: ProxyPre<SpinState>,
     settings: HashMap<String, String>,
     database_file: PathBuf,
+    postgres: Arc<SpinPgPools>,
     /// Spin's log: what every instance wrote to stderr.
     log: MemoryOutputPipe,
     /// Instances still running (the relay works on after the response).
@@ -90,6 +92,7 @@ impl Served {
             pre,
             settings,
             database_file: database_file.to_owned(),
+            postgres: SpinPgPools::new(POOL_SIZE),
             log: MemoryOutputPipe::new(1 << 20),
             running: Arc::new(AtomicUsize::new(0)),
         }
@@ -101,7 +104,12 @@ impl Served {
         &self,
         request: Request<Incoming>,
     ) -> Result<Response<HyperOutgoingBody>, std::io::Error> {
-        let state = SpinState::new(self.settings.clone(), &self.database_file, Some(&self.log));
+        let state = SpinState::new(
+            self.settings.clone(),
+            &self.database_file,
+            &self.postgres,
+            Some(&self.log),
+        );
         let mut store = Store::new(&self.engine, state);
         let (sender, receiver) = oneshot::channel();
         let incoming = store
