@@ -221,8 +221,21 @@ fn in_migration(migration: &Migration, error: Error) -> Error {
     }
 }
 
+/// Makes a connection just taken from Spin's PostgreSQL pool ours: ends any transaction
+/// it is still inside. Spin returns a client to its pool as it is when an instance ends,
+/// and an instance that trapped or was aborted in the middle of a batch leaves that
+/// batch's transaction open on it; the recycling Spin's pool does (deadpool's `Clean`)
+/// ends no transaction. Rolling it back keeps that batch unapplied (its COMMIT never
+/// came) and frees its locks. Outside a transaction, PostgreSQL only warns.
+pub fn take_over(connection: &mut impl Connection) -> Result<(), Error> {
+    connection.execute("ROLLBACK", Vec::new())?;
+    Ok(())
+}
+
 /// Runs `work` between BEGIN and COMMIT; on its error (or COMMIT's), rolls back and
-/// returns that error.
+/// returns that error. When the rollback fails too, the connection may still be inside
+/// the transaction: the error is then `unavailable`, which makes the caller drop the
+/// connection (its session ends, and the transaction with it).
 fn in_transaction<C: Connection, T>(
     connection: &mut C,
     work: impl FnOnce(&mut C) -> Result<T, Error>,
@@ -232,10 +245,24 @@ fn in_transaction<C: Connection, T>(
         connection.execute("COMMIT", Vec::new())?;
         Ok(value)
     });
-    if outcome.is_err() {
-        // The first error is the one to report; a failed rollback leaves nothing
-        // applied either (the transaction ends with the connection).
-        let _ = connection.execute("ROLLBACK", Vec::new());
+    match outcome {
+        Ok(value) => Ok(value),
+        Err(error) => match connection.execute("ROLLBACK", Vec::new()) {
+            Ok(_) => Err(error),
+            Err(rollback) => Err(Error::Unavailable(format!(
+                "{}; the rollback failed too: {}",
+                describe(&error),
+                describe(&rollback)
+            ))),
+        },
     }
-    outcome
+}
+
+/// An error's text, for a combined message.
+fn describe(error: &Error) -> String {
+    match error {
+        Error::UniqueViolation(name) => format!("unique violation ({name})"),
+        Error::ConditionFailed(index) => format!("condition {index} failed"),
+        Error::Unavailable(message) | Error::Other(message) => message.clone(),
+    }
 }

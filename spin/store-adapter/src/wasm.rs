@@ -2,10 +2,17 @@
 //! SQLite or PostgreSQL, chosen by the `database_url` setting (`wasi:config`, filled
 //! from Spin variables). Conversions only; the work is in [`crate::store`].
 //!
-//! One connection is opened per instance (Spin makes an instance per request), on the
-//! first call, and the migrations are checked then.
+//! Connections follow what Spin gives. Spin's SQLite connection is opened once per
+//! instance (Spin makes an instance per request), on the first call. Spin's PostgreSQL
+//! connection is a client of a pool Spin keeps for the component (up to 64 clients an
+//! address), held in the instance's resource table until it is dropped or the instance
+//! ends, and returned as it is: so the adapter takes one for each call it serves and
+//! drops it at the call's end, between calls holding none (not while the auth component
+//! hashes a password, nor while the mail relay waits on its webhook). Each client taken
+//! is first made ours ([`store::take_over`]); its session carries the bounds of
+//! [`crate::session`]. The migrations are checked on an instance's first call.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::store::{self, Connection, Dialect, Error, Rows, Statement, Value};
 
@@ -28,7 +35,10 @@ const DATABASE_SETTING: &str = "database_url";
 const SQLITE_DATABASE: &str = "default";
 
 thread_local! {
-    static CONNECTION: RefCell<Option<SpinConnection>> = const { RefCell::new(None) };
+    /// This instance's SQLite connection, once opened.
+    static SQLITE_CONNECTION: RefCell<Option<SpinConnection>> = const { RefCell::new(None) };
+    /// Whether this instance found the PostgreSQL database migrated.
+    static POSTGRES_MIGRATED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Where the settings point.
@@ -55,23 +65,31 @@ fn target() -> Result<Target, Error> {
     }
 }
 
-/// Runs `work` on this instance's connection, opening and migrating it first if needed.
-/// A connection that reported `unavailable` is dropped, to be opened afresh next time.
+/// Runs `work` on a connection: this instance's SQLite connection, opened and migrated
+/// on first use (and dropped, to be opened afresh, after it reported `unavailable`); or
+/// a PostgreSQL client taken from Spin's pool for this call alone.
 fn with_connection<T>(
     work: impl FnOnce(&mut SpinConnection) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    CONNECTION.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let connection = match slot.as_mut() {
-            Some(connection) => connection,
-            None => slot.insert(SpinConnection::open()?),
-        };
-        let outcome = work(connection);
-        if matches!(outcome, Err(Error::Unavailable(_))) {
-            *slot = None;
+    match target()? {
+        Target::Sqlite => SQLITE_CONNECTION.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let connection = match slot.as_mut() {
+                Some(connection) => connection,
+                None => slot.insert(SpinConnection::open_sqlite()?),
+            };
+            let outcome = work(connection);
+            if matches!(outcome, Err(Error::Unavailable(_))) {
+                *slot = None;
+            }
+            outcome
+        }),
+        Target::Postgres(url) => {
+            // Dropped at the end of this call: the client goes back to Spin's pool.
+            let mut connection = SpinConnection::open_postgres(&url)?;
+            work(&mut connection)
         }
-        outcome
-    })
+    }
 }
 
 /// A connection to the database Spin gives.
@@ -81,16 +99,23 @@ enum SpinConnection {
 }
 
 impl SpinConnection {
-    fn open() -> Result<Self, Error> {
-        let mut connection = match target()? {
-            Target::Sqlite => {
-                Self::Sqlite(sqlite::Connection::open(SQLITE_DATABASE).map_err(sqlite_error)?)
-            }
-            Target::Postgres(url) => {
-                Self::Postgres(pg::Connection::open(&url).map_err(postgres_error)?)
-            }
-        };
+    fn open_sqlite() -> Result<Self, Error> {
+        let mut connection =
+            Self::Sqlite(sqlite::Connection::open(SQLITE_DATABASE).map_err(sqlite_error)?);
         store::migrate(&mut connection)?;
+        Ok(connection)
+    }
+
+    /// A pooled client, made ours, with the database migrated (checked once an instance).
+    fn open_postgres(url: &str) -> Result<Self, Error> {
+        let address = crate::session::postgres_address(url);
+        let mut connection =
+            Self::Postgres(pg::Connection::open(&address).map_err(postgres_error)?);
+        store::take_over(&mut connection)?;
+        if !POSTGRES_MIGRATED.get() {
+            store::migrate(&mut connection)?;
+            POSTGRES_MIGRATED.set(true);
+        }
         Ok(connection)
     }
 }
@@ -257,6 +282,9 @@ fn postgres_error(error: pg::Error) -> Error {
                 Error::Other(db_error.message)
             }
         }
+        pg::Error::QueryFailed(pg::QueryError::Text(message)) if is_lost_connection(&message) => {
+            Error::Unavailable(message)
+        }
         pg::Error::QueryFailed(pg::QueryError::Text(message))
         | pg::Error::BadParameter(message)
         | pg::Error::ValueConversionFailed(message)
@@ -265,13 +293,20 @@ fn postgres_error(error: pg::Error) -> Error {
 }
 
 /// Connection exceptions (08), insufficient resources (53), operator intervention (57P),
-/// serialization failures and deadlocks: as the native host classes them.
+/// serialization failures and deadlocks, as the native host classes them; and the
+/// bounds of [`crate::session`]: a lock not granted in time (55P03), a statement
+/// cancelled by its timeout (57014), a session ended idle in a transaction (25P03).
 fn is_transient(code: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("53")
         || code.starts_with("57P")
-        || code == "40001"
-        || code == "40P01"
+        || matches!(code, "40001" | "40P01" | "55P03" | "57014" | "25P03")
+}
+
+/// Spin reports a client whose connection closed or broke as tokio-postgres' error
+/// written with `Debug`: `Error { kind: Closed, … }`, `Error { kind: Io, … }`.
+fn is_lost_connection(message: &str) -> bool {
+    message.contains("kind: Closed") || message.contains("kind: Io")
 }
 
 struct Adapter;
