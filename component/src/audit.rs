@@ -22,6 +22,7 @@ pub const PASSWORD_RESET_REQUESTED: &str = "password_reset_requested";
 pub const PASSWORD_RESET: &str = "password_reset";
 pub const EMAIL_VERIFICATION_REQUESTED: &str = "email_verification_requested";
 pub const EMAIL_VERIFIED: &str = "email_verified";
+pub const EMAIL_CHANGED: &str = "email_changed";
 pub const ACCOUNT_DELETED: &str = "account_deleted";
 pub const ADMIN_USER_UPDATED: &str = "admin_user_updated";
 pub const RATE_LIMITED: &str = "rate_limited";

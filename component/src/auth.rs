@@ -151,12 +151,12 @@ pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Res
     let Some(user) = user else {
         password::verify_dummy(password);
         abuse::record_login_failure(app, &subject, ip)?;
-        record_failure(app, None, client)?;
+        record_failure(app, None, client, "unknown_account")?;
         return Err(Error::InvalidCredentials);
     };
     if !password::verify(password, &user.password_hash) {
         abuse::record_login_failure(app, &subject, ip)?;
-        record_failure(app, Some(&user.id), client)?;
+        record_failure(app, Some(&user.id), client, "wrong_password")?;
         return Err(Error::InvalidCredentials);
     }
     // Failures that raced this attempt may have reached the threshold meanwhile.
@@ -182,7 +182,8 @@ pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Res
         Err(StoreError::ConditionFailed(index)) if index as usize == LIMIT_GUARD_INDEX => {
             Err(Error::SessionLimitReached)
         }
-        // The account was deleted between the lookup and the login.
+        // The account was deleted, deactivated or given another password between the
+        // password check and the session (API.md §11): the password no longer opens it.
         Err(StoreError::ConditionFailed(_)) => Err(Error::InvalidCredentials),
         Err(other) => Err(other.into()),
     }
@@ -223,16 +224,45 @@ fn check_login_input(login: &str, password: &str) -> Result<(), Error> {
 }
 
 /// Records a failed login in the audit log (the throttle has counted it).
-fn record_failure(app: &App<'_>, user_id: Option<&str>, client: &Client) -> Result<(), Error> {
+fn record_failure(
+    app: &App<'_>,
+    user_id: Option<&str>,
+    client: &Client,
+    reason: &str,
+) -> Result<(), Error> {
     let event = audit::record(
         app,
         audit::LOGIN_FAILED,
         user_id,
         client.ip_address.as_deref(),
-        json!({ "reason": if user_id.is_some() { "wrong_password" } else { "unknown_account" } }),
+        json!({ "reason": reason }),
     );
     app.db.batch(vec![event])?;
     Ok(())
+}
+
+/// Checks the account's current password where a signed-in user must confirm it
+/// (password change, account deletion, email change). It is a login attempt like any
+/// other for the login throttle (API.md §11): refused while the account must wait, and a
+/// wrong password counts as a failed login.
+pub fn confirm_password(
+    app: &App<'_>,
+    user: &User,
+    given: &str,
+    client: &Client,
+) -> Result<(), Error> {
+    let ip = client.ip_address.as_deref();
+    let subject = abuse::login_subject(Some(&user.id), &user.username);
+    abuse::check_login_throttle(app, &subject, ip)?;
+    let plausible =
+        !given.is_empty() && given.chars().count() <= crate::settings::PASSWORD_MAX_LENGTH;
+    if !plausible || !password::verify(given, &user.password_hash) {
+        abuse::record_login_failure(app, &subject, ip)?;
+        record_failure(app, Some(&user.id), client, "wrong_current_password")?;
+        return Err(Error::InvalidCredentials);
+    }
+    // Failures that raced this attempt may have reached the threshold meanwhile.
+    abuse::check_login_throttle(app, &subject, ip)
 }
 
 /// Verifies an access token (signature, claims, live session and account).

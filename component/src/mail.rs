@@ -36,6 +36,14 @@ impl Kind {
             Kind::ResetPassword => "reset_password",
         }
     }
+
+    /// How long the token this kind of mail carries can be used, in seconds (API.md §7).
+    pub fn token_lifetime(self) -> i64 {
+        match self {
+            Kind::VerifyEmail => 24 * 3600,
+            Kind::ResetPassword => 30 * 60,
+        }
+    }
 }
 
 /// A mail claimed for delivery.
@@ -94,6 +102,59 @@ pub fn compose(app: &App<'_>, kind: Kind, address: &str, username: &str, token: 
         name = escape_html(username),
         href = escape_html(&link),
     );
+    enqueue(app, address, kind.as_str(), subject, text_body, html_body)
+}
+
+/// The kind of the notice sent to an account's old address when the address changes.
+const ADDRESS_CHANGE_NOTICE: &str = "email_changed";
+
+/// The statement that queues a notice to `old_address` that the account's address is now
+/// `new_address` (shown masked). It carries no token and no link.
+pub fn compose_address_change_notice(
+    app: &App<'_>,
+    old_address: &str,
+    username: &str,
+    new_address: &str,
+) -> Statement {
+    let subject = "Your email address was changed";
+    let masked = mask_address(new_address);
+    let lead = format!("The email address of your account is now {masked}.");
+    let advice = "If you did not make this change, contact the service's administrator at \
+                  once: someone may have taken over your account.";
+    let text_body = format!("Hello {username},\n\n{lead}\n\n{advice}\n");
+    let html_body = format!(
+        "<!doctype html><html><body><p>Hello {name},</p><p>{lead}</p><p>{advice}</p>\
+         </body></html>",
+        name = escape_html(username),
+        lead = escape_html(&lead),
+    );
+    enqueue(
+        app,
+        old_address,
+        ADDRESS_CHANGE_NOTICE,
+        subject,
+        text_body,
+        html_body,
+    )
+}
+
+/// `jane@example.com` as `j***@example.com`: enough for the owner to recognise, not a
+/// new address handed to whoever reads the old mailbox.
+fn mask_address(address: &str) -> String {
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    let first: String = local.chars().take(1).collect();
+    format!("{first}***@{domain}")
+}
+
+/// The statement that puts a mail in the outbox, due now.
+fn enqueue(
+    app: &App<'_>,
+    address: &str,
+    kind: &str,
+    subject: &str,
+    text_body: String,
+    html_body: String,
+) -> Statement {
     let now = app.now();
     statement(
         "INSERT INTO outbox (id, recipient, kind, subject, text_body, html_body, created_at, \
@@ -101,7 +162,7 @@ pub fn compose(app: &App<'_>, kind: Kind, address: &str, username: &str, token: 
         vec![
             text(app.new_id()),
             text(address),
-            text(kind.as_str()),
+            text(kind),
             text(subject),
             text(text_body),
             text(html_body),
@@ -131,6 +192,7 @@ pub fn escape_html(text: &str) -> String {
 /// lease has not run out is skipped.
 pub fn claim(app: &App<'_>, max: u32, lease_seconds: u32) -> Result<Vec<Mail>, Error> {
     let now = app.now();
+    give_up_expired_links(app, now)?;
     let candidates = app.db.query(
         "SELECT id FROM outbox WHERE sent_at IS NULL AND attempts < ? AND next_attempt_at <= ? \
          AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY next_attempt_at, id LIMIT ?",
@@ -182,6 +244,29 @@ fn read_claimed(app: &App<'_>, id: &str, claim: &str) -> Result<Option<Mail>, Er
     .transpose()
 }
 
+/// Unsent mails whose link has expired are given up, and the bodies of every given-up
+/// mail are erased: a token stays in the outbox no longer than it can be used
+/// (API.md §11).
+fn give_up_expired_links(app: &App<'_>, now: i64) -> Result<(), Error> {
+    let (verify, reset) = (Kind::VerifyEmail, Kind::ResetPassword);
+    app.db.execute(
+        "UPDATE outbox SET text_body = '', html_body = '', \
+         attempts = CASE WHEN attempts < ? THEN ? ELSE attempts END \
+         WHERE sent_at IS NULL AND text_body <> '' AND (attempts >= ? \
+         OR (kind = ? AND created_at <= ?) OR (kind = ? AND created_at <= ?))",
+        &[
+            integer(MAX_ATTEMPTS),
+            integer(MAX_ATTEMPTS),
+            integer(MAX_ATTEMPTS),
+            text(verify.as_str()),
+            integer(now - verify.token_lifetime()),
+            text(reset.as_str()),
+            integer(now - reset.token_lifetime()),
+        ],
+    )?;
+    Ok(())
+}
+
 /// Records a delivery; the bodies (and the token in their link) are erased.
 pub fn sent(app: &App<'_>, id: &str, claim: &str) -> Result<(), Error> {
     app.db.execute(
@@ -206,9 +291,17 @@ pub fn failed(app: &App<'_>, id: &str, claim: &str, reason: &str) -> Result<(), 
         .saturating_mul(1_i64 << (attempts - 1).clamp(0, 20))
         .min(MAX_BACKOFF_SECONDS);
     let reason: String = reason.chars().take(MAX_ERROR_CHARS).collect();
+    // The last attempt failed: the mail is given up, and its token with it.
+    let bodies = if attempts >= MAX_ATTEMPTS {
+        ", text_body = '', html_body = ''"
+    } else {
+        ""
+    };
     app.db.execute(
-        "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, claimed_until = NULL \
-         WHERE id = ? AND claim = ?",
+        &format!(
+            "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, \
+             claimed_until = NULL{bodies} WHERE id = ? AND claim = ?"
+        ),
         &[
             integer(attempts),
             integer(app.now() + backoff),

@@ -72,7 +72,7 @@ pub fn open(app: &App<'_>, user: &User, client: &Client) -> Result<Opening, Erro
     let session_id = app.new_id();
     let refresh_token = app.new_opaque_token();
     let expires_at = now + i64::from(settings.refresh_ttl);
-    let mut statements = vec![lock_sessions_of(&user.id), limit_guard(app, &user.id, now)];
+    let mut statements = vec![lock_with_credentials(user), limit_guard(app, &user.id, now)];
     statements.push(statement(
         "INSERT INTO sessions (id, user_id, device_info, ip_address, created_at, \
          last_active_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -114,24 +114,31 @@ pub fn open(app: &App<'_>, user: &User, client: &Client) -> Result<Opening, Erro
 /// The index, within [`open`]'s statements, of the `reject` policy's guard.
 pub const LIMIT_GUARD_INDEX: usize = 1;
 
-/// Takes the user's row lock first, so concurrent openings of one user's sessions run one
-/// after the other and each sees the sessions the others committed.
-fn lock_sessions_of(user_id: &str) -> Statement {
+/// Takes the user's row lock first, on the condition that the account is still active
+/// and its password is still the one the caller checked (`user.password_hash`): a login
+/// that checked the old password while a change or reset was committing opens nothing
+/// (API.md §11). Concurrent openings of one user's sessions run one after the other.
+fn lock_with_credentials(user: &User) -> Statement {
     Statement {
         expect_rows: Some(1),
         ..statement(
-            "UPDATE users SET session_version = session_version + 1 WHERE id = ?",
-            vec![text(user_id)],
+            "UPDATE users SET session_version = session_version + 1 WHERE id = ? \
+             AND password_hash = ? AND is_active = 1",
+            vec![text(&user.id), text(&user.password_hash)],
         )
     }
 }
 
 /// With the `reject` policy and a limit, a statement that changes one row only while the
-/// user has a free session slot; otherwise a harmless statement in the same place.
+/// user has a free session slot; otherwise a harmless statement in the same place (the
+/// row is locked already).
 fn limit_guard(app: &App<'_>, user_id: &str, now: i64) -> Statement {
     let settings = app.settings;
     if settings.session_limit_policy != SessionLimitPolicy::Reject || settings.max_sessions == 0 {
-        return lock_sessions_of(user_id);
+        return statement(
+            "UPDATE users SET session_version = session_version + 1 WHERE id = ?",
+            vec![text(user_id)],
+        );
     }
     Statement {
         expect_rows: Some(1),

@@ -113,7 +113,12 @@ pub fn verify(
         || header.jwk.is_some()
         || header.x5u.is_some()
         || header.x5c.is_some();
-    if points_at_a_key || header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+    // No header extension is understood, so none marked critical may be accepted.
+    let has_critical_extensions = header.crit.is_some();
+    if points_at_a_key
+        || has_critical_extensions
+        || header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE)
+    {
         return Err(Error::InvalidToken);
     }
     let kid = header.kid.as_deref().ok_or(Error::InvalidToken)?;
@@ -250,5 +255,21 @@ mod tests {
             .is_err()
         );
         assert!(verify("garbage", &verifier, &settings, 10).is_err());
+    }
+
+    #[test]
+    fn a_header_with_critical_extensions_is_refused_even_when_correctly_signed() {
+        let settings = settings();
+        let (_, verifier) = hs256(&settings);
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(ACCESS_TOKEN_TYPE.into());
+        header.kid = Some(hs256_key_id(&settings.jwt_secret));
+        header.crit = Some(vec!["exp".into()]);
+        let key = EncodingKey::from_secret(&settings.jwt_secret);
+        let token = jsonwebtoken::encode(&header, &claims(0), &key).unwrap();
+        assert_eq!(
+            verify(&token, &verifier, &settings, 10),
+            Err(Error::InvalidToken)
+        );
     }
 }

@@ -109,8 +109,9 @@ pub fn find_by_id(app: &App<'_>, id: &str) -> Result<Option<User>, Error> {
         .transpose()
 }
 
-/// Finds the account a login names: an email (contains `@`), else a username, else a
-/// mobile number (formatting ignored). A username match wins over a mobile match.
+/// Finds the account a login names: an email (contains `@`), else a username or a mobile
+/// number (formatting ignored). A mobile match wins over a username match, so an
+/// all-digit username (allowed once, refused since) never captures a mobile login.
 pub fn find_by_login(app: &App<'_>, login: &str) -> Result<Option<User>, Error> {
     if login.contains('@') {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?");
@@ -123,11 +124,18 @@ pub fn find_by_login(app: &App<'_>, login: &str) -> Result<Option<User>, Error> 
     let mobile_key = normalise_mobile(login).map(|mobile| mobile.key);
     let sql = format!(
         "SELECT {USER_COLUMNS} FROM users WHERE username_key = ? OR mobile_key = ? \
-         ORDER BY CASE WHEN username_key = ? THEN 0 ELSE 1 END"
+         ORDER BY CASE WHEN mobile_key = ? THEN 0 ELSE 1 END"
     );
     let key = username_key(login);
     app.db
-        .query_one(&sql, &[text(&key), optional_text(mobile_key), text(&key)])?
+        .query_one(
+            &sql,
+            &[
+                text(&key),
+                optional_text(mobile_key.as_deref()),
+                optional_text(mobile_key.as_deref()),
+            ],
+        )?
         .map(|row| User::from_row(&row))
         .transpose()
 }

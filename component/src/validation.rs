@@ -72,6 +72,13 @@ pub fn check_username(username: &str, errors: &mut Vec<FieldError>) {
             "invalid_format",
             "Only ASCII letters, digits and underscores.",
         ));
+    } else if username.chars().all(|c| c.is_ascii_digit()) {
+        // An all-digit username could be taken for someone's mobile number at login.
+        errors.push(FieldError::new(
+            field,
+            "invalid_format",
+            "At least one character must be a letter or an underscore.",
+        ));
     }
 }
 

@@ -389,7 +389,7 @@ impl wit_api::Guest for Component {
     }
 
     fn claim_mail(max: u32, lease_seconds: u32) -> Result<Vec<wit_api::Mail>, wit_api::Error> {
-        with_app(|app| crate::mail::claim(app, max, lease_seconds))
+        with_app(|app| crate::account::claim_due_mail(app, max, lease_seconds))
             .map(|mails| {
                 mails
                     .into_iter()

@@ -363,7 +363,7 @@ fn generate_secret() -> anyhow::Result<String> {
 }
 
 /// Creates `path` (which must not exist) readable and writable by the owner only.
-fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -107,7 +107,7 @@ pub fn validation_rules(context: &Context<'_>) -> Result<Response, Error> {
         username: UsernameRules {
             min_length: validation::USERNAME_MIN,
             max_length: validation::USERNAME_MAX,
-            pattern: "^[A-Za-z0-9_]+$",
+            pattern: "^[0-9]*[A-Za-z_][A-Za-z0-9_]*$",
             unique: "case_insensitive",
         },
         email: EmailRules {
@@ -420,8 +420,13 @@ pub fn reset_password(context: &Context<'_>) -> Result<Response, Error> {
     request_body = ProfileUpdate,
     responses(
         (status = 200, description = "The user; a new email is unverified and gets a \
-            verification mail.", body = User),
+            verification mail, and the old address a notice of the change.", body = User),
+        (status = 401, description = "`invalid_credentials`: a wrong `current_password` \
+            for an email change (counted as a failed login), or no valid token."),
         (status = 409, description = "`username_taken`, `email_taken` or `mobile_taken`."),
+        (status = 422, description = "`validation_failed`; `current_password` is \
+            `required` to change `email`."),
+        (status = 429, description = "`rate_limited`: too many wrong passwords."),
     ))]
 pub fn update_me(context: &Context<'_>) -> Result<Response, Error> {
     let who = context.authenticate()?;
@@ -432,6 +437,7 @@ pub fn update_me(context: &Context<'_>) -> Result<Response, Error> {
         username: request.username,
         email: request.email,
         mobile_number: request.mobile_number,
+        current_password: request.current_password,
     };
     let user = account::update_profile(app, &who, &change, &context.client(None))?;
     Ok(Response::json(200, &User::from(user.public())))
@@ -443,8 +449,9 @@ pub fn update_me(context: &Context<'_>) -> Result<Response, Error> {
     request_body = DeleteAccountRequest,
     responses(
         (status = 204, description = "The account is gone."),
-        (status = 401, description = "`invalid_credentials` (wrong password), or no valid \
-            token."),
+        (status = 401, description = "`invalid_credentials` (wrong password, counted as a \
+            failed login), or no valid token."),
+        (status = 429, description = "`rate_limited`: too many wrong passwords."),
     ))]
 pub fn delete_me(context: &Context<'_>) -> Result<Response, Error> {
     let who = context.authenticate()?;
@@ -461,8 +468,9 @@ pub fn delete_me(context: &Context<'_>) -> Result<Response, Error> {
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "The password is changed."),
-        (status = 401, description = "`invalid_credentials` (wrong current password), or no \
-            valid token."),
+        (status = 401, description = "`invalid_credentials` (wrong current password, \
+            counted as a failed login), or no valid token."),
+        (status = 429, description = "`rate_limited`: too many wrong passwords."),
     ))]
 pub fn change_password(context: &Context<'_>) -> Result<Response, Error> {
     let who = context.authenticate()?;

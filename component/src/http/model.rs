@@ -447,7 +447,7 @@ pub struct RegisterRequest {
     #[schema(
         min_length = 3,
         max_length = 50,
-        pattern = "^[A-Za-z0-9_]+$",
+        pattern = "^[0-9]*[A-Za-z_][A-Za-z0-9_]*$",
         example = "john_doe"
     )]
     pub username: String,
@@ -601,13 +601,17 @@ impl DeleteAccountRequest {
 /// `PATCH /api/v1/users/me`: absent fields are kept; `null` clears `mobile_number`.
 #[derive(ToSchema)]
 pub struct ProfileUpdate {
-    #[schema(value_type = Option<String>, min_length = 3, max_length = 50, pattern = "^[A-Za-z0-9_]+$")]
+    #[schema(value_type = Option<String>, min_length = 3, max_length = 50, pattern = "^[0-9]*[A-Za-z_][A-Za-z0-9_]*$")]
     pub username: Change,
     /// A new address is unverified and gets a verification mail.
     #[schema(value_type = Option<String>, max_length = 254)]
     pub email: Change,
     #[schema(value_type = Option<String>)]
     pub mobile_number: Change,
+    /// Required to change `email` (422 `required` when missing, 401
+    /// `invalid_credentials` when wrong; wrong ones count as failed logins).
+    #[schema(max_length = 128)]
+    pub current_password: Option<String>,
 }
 
 impl ProfileUpdate {
@@ -616,6 +620,7 @@ impl ProfileUpdate {
             username: body.change("username"),
             email: body.change("email"),
             mobile_number: body.change("mobile_number"),
+            current_password: body.string("current_password"),
         };
         body.check_types()?;
         Ok(update)

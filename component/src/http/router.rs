@@ -294,10 +294,14 @@ pub fn handle(app: &App<'_>, request: &Request) -> Response {
 
 /// The POST endpoints under this prefix count against the per-IP rate limit.
 const RATE_LIMITED_PREFIX: &str = "/api/v1/auth/";
+/// The form posts of the mailed links' pages, which stand for `/auth/email/verify` and
+/// `/auth/password/reset` and count against the same limit (API.md §11).
+const RATE_LIMITED_PAGES: [&str; 2] = ["/verify-email", "/reset-password"];
 
 /// True when requests with `method` to `path` count against the per-IP rate limit.
 pub fn is_rate_limited(method: &str, path: &str) -> bool {
-    method == "POST" && path.starts_with(RATE_LIMITED_PREFIX)
+    method == "POST"
+        && (path.starts_with(RATE_LIMITED_PREFIX) || RATE_LIMITED_PAGES.contains(&path))
 }
 
 /// Every route pattern with each of its methods and their descriptions, in table order.

@@ -1,5 +1,5 @@
-//! SQLite, the default database: a file created with its folder on first start, in WAL
-//! mode with foreign keys on and a 5 s busy timeout.
+//! SQLite, the default database: a file created with its folder on first start, readable
+//! by its owner only, in WAL mode with foreign keys on and a 5 s busy timeout.
 
 use std::path::Path;
 use std::str::FromStr as _;
@@ -35,6 +35,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlPool<
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT);
     create_parent_folder(options.get_filename())?;
+    create_private_file(options.get_filename())?;
     let pool = pool_options(max_connections)
         .connect_with(options)
         .await
@@ -47,6 +48,20 @@ fn create_parent_folder(database_file: &Path) -> anyhow::Result<()> {
         Some(folder) if !folder.as_os_str().is_empty() => std::fs::create_dir_all(folder)
             .with_context(|| format!("creating the database folder {}", folder.display())),
         _ => Ok(()),
+    }
+}
+
+/// Creates the database file, if it does not exist yet, readable and writable by its
+/// owner only (0600). SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn create_private_file(database_file: &Path) -> anyhow::Result<()> {
+    if database_file.as_os_str().is_empty() || database_file.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    match crate::settings::write_private_file(database_file, "") {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error)
+            .with_context(|| format!("creating the database file {}", database_file.display())),
     }
 }
 
