@@ -40,33 +40,33 @@ fn assert_page(response: Response, status: u16) -> String {
 }
 
 /// POSTs an HTML form (`application/x-www-form-urlencoded`).
-fn post_form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
+pub fn post_form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Response {
     app.request(Method::POST, path)
         .form(fields)
         .send()
         .expect("post the form")
 }
 
-fn verify(app: &TestApp, token: &str) -> Response {
+pub fn verify(app: &TestApp, token: &str) -> Response {
     app.post_json("/api/v1/auth/email/verify", &json!({ "token": token }))
 }
 
-fn reset(app: &TestApp, token: &str, new_password: &str) -> Response {
+pub fn reset(app: &TestApp, token: &str, new_password: &str) -> Response {
     app.post_json(
         "/api/v1/auth/password/reset",
         &json!({ "token": token, "new_password": new_password }),
     )
 }
 
-fn forgot(app: &TestApp, email: &str) -> Response {
+pub fn forgot(app: &TestApp, email: &str) -> Response {
     app.post_json("/api/v1/auth/password/forgot", &json!({ "email": email }))
 }
 
-fn me(app: &TestApp, access_token: &str) -> Response {
+pub fn me(app: &TestApp, access_token: &str) -> Response {
     app.get_with_token("/api/v1/users/me", access_token)
 }
 
-fn refresh(app: &TestApp, refresh_token: &str) -> Response {
+pub fn refresh(app: &TestApp, refresh_token: &str) -> Response {
     app.post_json(
         "/api/v1/auth/refresh",
         &json!({ "refresh_token": refresh_token }),
@@ -74,7 +74,7 @@ fn refresh(app: &TestApp, refresh_token: &str) -> Response {
 }
 
 /// A request with a bearer token and a JSON body.
-fn send_json(app: &TestApp, method: Method, path: &str, token: &str, body: &Value) -> Response {
+pub fn send_json(app: &TestApp, method: Method, path: &str, token: &str, body: &Value) -> Response {
     app.request(method, path)
         .bearer_auth(token)
         .json(body)
@@ -82,7 +82,7 @@ fn send_json(app: &TestApp, method: Method, path: &str, token: &str, body: &Valu
         .expect("request")
 }
 
-fn string(value: &Value, field: &str) -> String {
+pub fn string(value: &Value, field: &str) -> String {
     value[field]
         .as_str()
         .unwrap_or_else(|| panic!("no {field} in {value}"))
@@ -90,7 +90,7 @@ fn string(value: &Value, field: &str) -> String {
 }
 
 /// Asks for a reset of `email`'s password and returns the mailed token.
-fn mailed_reset_token(app: &TestApp, sink: &SmtpSink, email: &str) -> String {
+pub fn mailed_reset_token(app: &TestApp, sink: &SmtpSink, email: &str) -> String {
     json_body(forgot(app, email), 202);
     let mail = sink.wait_for(email);
     assert_eq!(
@@ -324,7 +324,10 @@ api_tests! {
 
         let old_address_token = {
             let new_email = unknown_address();
-            let body = json!({ "email": new_email.to_uppercase() });
+            let body = json!({
+                "email": new_email.to_uppercase(),
+                "current_password": STRONG_PASSWORD,
+            });
             let user = json_body(
                 send_json(&app, Method::PATCH, "/api/v1/users/me", &access_token, &body),
                 200,
@@ -334,7 +337,7 @@ api_tests! {
             sink.wait_for(&new_email).token("/verify-email")
         };
         let newest_email = unknown_address();
-        let body = json!({ "email": newest_email });
+        let body = json!({ "email": newest_email, "current_password": STRONG_PASSWORD });
         json_body(
             send_json(&app, Method::PATCH, "/api/v1/users/me", &access_token, &body),
             200,
@@ -359,7 +362,8 @@ api_tests! {
 
         let body = json!({ "username": taken.username.to_uppercase() });
         assert_problem(patch(body), 409, "username_taken");
-        assert_problem(patch(json!({ "email": taken.email })), 409, "email_taken");
+        let body = json!({ "email": taken.email, "current_password": STRONG_PASSWORD });
+        assert_problem(patch(body), 409, "email_taken");
         let errors = validation_errors(patch(json!({
             "username": "a",
             "email": "not-an-address",

@@ -46,7 +46,7 @@ fn portcullis(args: &[&str], folder: &Path, settings: &[(&str, &str)]) -> Comman
 }
 
 /// The bootstrap settings for `admin`.
-fn admin_settings(admin: &TestUser) -> [(&'static str, &str); 3] {
+pub fn admin_settings(admin: &TestUser) -> [(&'static str, &str); 3] {
     [
         ("PORTCULLIS_ADMIN_USERNAME", admin.username.as_str()),
         ("PORTCULLIS_ADMIN_EMAIL", admin.email.as_str()),

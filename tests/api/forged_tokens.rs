@@ -794,6 +794,29 @@ api_tests! {
         v.assert_unharmed();
     }
 
+    /// A `crit` header names extensions the verifier must understand; Portcullis
+    /// understands none, so a correctly signed token that carries one is refused
+    /// (API.md §7, RFC 7515 §4.1.11).
+    fn a_header_with_crit_is_refused_even_when_correctly_signed() {
+        let v = Victim::hs256();
+        v.assert_accepted(&v.forge_hs(|_, _| {}), "the same token without crit");
+        let cases: Vec<(&str, String)> = vec![
+            ("crit naming exp", v.forge_hs(|h, _| h["crit"] = json!(["exp"]))),
+            (
+                "crit naming an unknown extension it carries",
+                v.forge_hs(|h, _| {
+                    h["crit"] = json!(["urn:example:policy"]);
+                    h["urn:example:policy"] = json!("strict");
+                }),
+            ),
+            ("crit empty", v.forge_hs(|h, _| h["crit"] = json!([]))),
+        ];
+        for (what, token) in cases {
+            v.assert_rejected(&token, what);
+        }
+        v.assert_unharmed();
+    }
+
     fn times_outside_the_validity_window_are_refused() {
         // CLOCK_SKEW is 10 s: every case below is off by an hour or more.
         let v = Victim::hs256();

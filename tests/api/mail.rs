@@ -91,6 +91,11 @@ impl PrivateDatabase {
     pub fn execute(&self, sql: &str) {
         execute(self.backend, &self.url, sql).unwrap_or_else(|error| panic!("{sql}: {error}"));
     }
+
+    /// The number a `SELECT COUNT(*) …` on this database answers.
+    pub fn count(&self, sql: &str) -> i64 {
+        count(self.backend, &self.url, sql).unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
 }
 
 impl Drop for PrivateDatabase {
@@ -108,13 +113,42 @@ impl Drop for PrivateDatabase {
     }
 }
 
-/// Runs `sql` on the database `url` names, on a runtime of its own.
-fn execute(backend: Backend, url: &str, sql: &str) -> Result<(), String> {
+/// Runs `work` on a runtime of its own, within [`DATABASE_TIMEOUT`].
+fn run_briefly<T>(work: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|error| format!("starting a runtime: {error}"))?;
-    let work = async {
+    match runtime.block_on(async { tokio::time::timeout(DATABASE_TIMEOUT, work).await }) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {DATABASE_TIMEOUT:?}")),
+    }
+}
+
+/// The one integer `sql` (a `SELECT COUNT(*) …`) answers on the database `url` names.
+fn count(backend: Backend, url: &str, sql: &str) -> Result<i64, String> {
+    run_briefly(async {
+        match backend {
+            Backend::Sqlite => {
+                let mut connection = sqlx::SqliteConnection::connect(url).await?;
+                sqlx::query_scalar(sql).fetch_one(&mut connection).await
+            }
+            Backend::Postgres => {
+                let mut connection = sqlx::PgConnection::connect(url).await?;
+                sqlx::query_scalar(sql).fetch_one(&mut connection).await
+            }
+            Backend::Mysql => {
+                let mut connection = sqlx::MySqlConnection::connect(url).await?;
+                sqlx::query_scalar(sql).fetch_one(&mut connection).await
+            }
+        }
+    })
+}
+
+/// Runs `sql` on the database `url` names, on a runtime of its own.
+fn execute(backend: Backend, url: &str, sql: &str) -> Result<(), String> {
+    run_briefly(async {
         match backend {
             Backend::Sqlite => {
                 let mut connection = sqlx::SqliteConnection::connect(url).await?;
@@ -132,12 +166,7 @@ fn execute(backend: Backend, url: &str, sql: &str) -> Result<(), String> {
                 connection.close().await
             }
         }
-    };
-    match runtime.block_on(async { tokio::time::timeout(DATABASE_TIMEOUT, work).await }) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no answer within {DATABASE_TIMEOUT:?}")),
-    }
+    })
 }
 
 /// A text for an SQL string literal.
@@ -555,7 +584,7 @@ fn wait_for_output(app: &TestApp, text: &str, limit: Duration) -> String {
 }
 
 /// A port on 127.0.0.1 that nothing listens on (it was free a moment ago).
-fn free_port() -> SocketAddr {
+pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("its address")
 }

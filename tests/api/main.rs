@@ -79,6 +79,7 @@ mod outage;
 mod register;
 mod revocation;
 mod scale;
+mod security;
 mod sessions;
 mod throttle;
 mod tokens;
@@ -104,6 +105,7 @@ const MODULES: &[Module] = &[
     ("register", register::tests),
     ("revocation", revocation::tests),
     ("scale", scale::tests),
+    ("security", security::tests),
     ("sessions", sessions::tests),
     ("throttle", throttle::tests),
     ("tokens", tokens::tests),
