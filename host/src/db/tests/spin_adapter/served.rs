@@ -4,7 +4,9 @@
 //! supplies them. A webhook (a small HTTP server here) receives the mail the artifact's
 //! relay POSTs; without one, the relay writes mail to Spin's log (the components'
 //! stderr, kept here) unless `mail_log` is false. One fresh instance serves each
-//! request, as in Spin.
+//! request, as in Spin. [`postgres`] serves it on PostgreSQL under concurrent load.
+
+mod postgres;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
