@@ -9,6 +9,32 @@ pub const PASSWORD_MAX_LENGTH: usize = 128;
 /// The hard cap on request bodies (API.md §1).
 const MAX_BODY_HARD_CAP: usize = 1024 * 1024;
 
+/// Every key [`Settings::from_lookup`] reads (a unit test keeps this list true). Hosts
+/// use it to tell settings from typos; the reference in `docs/` lists each one.
+pub const KEYS: &[&str] = &[
+    "jwt_secret",
+    "jwt_algorithm",
+    "jwt_signing_key",
+    "jwt_issuer",
+    "jwt_audience",
+    "access_ttl",
+    "refresh_ttl",
+    "clock_skew",
+    "refresh_reuse_grace",
+    "max_sessions",
+    "session_limit_policy",
+    "password_policy",
+    "password_min_length",
+    "require_email_verification",
+    "rate_limit",
+    "login_throttle",
+    "max_body_bytes",
+    "listen",
+    "public_url",
+    "trusted_proxies",
+    "cors_origins",
+];
+
 /// Which rules passwords follow (API.md §1 `PORTCULLIS_PASSWORD_POLICY`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PasswordPolicy {
@@ -419,6 +445,18 @@ mod tests {
             "https://auth.example.com"
         );
         assert!(parse(&[("public_url", "ftp://x")]).is_err());
+    }
+
+    #[test]
+    fn keys_lists_exactly_the_keys_read() {
+        let read = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let _ = Settings::from_lookup(|key| {
+            read.borrow_mut().insert(key.to_string());
+            None
+        });
+        let listed: std::collections::BTreeSet<String> =
+            KEYS.iter().map(|key| key.to_string()).collect();
+        assert_eq!(read.into_inner(), listed);
     }
 
     #[test]

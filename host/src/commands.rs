@@ -1,5 +1,8 @@
-//! The commands: `serve` (migrate, check the settings with the component, deliver mail
-//! and serve until SIGINT/SIGTERM), `migrate` and `keys rotate`.
+//! The commands: `serve` (bind the listen address, migrate, start the component,
+//! deliver mail and serve until SIGINT/SIGTERM), `migrate`, `keys rotate` and
+//! `admin create`. Every setting has been checked before any of them runs
+//! (`settings::check`); each checks the JWT secret kept in the data folder before it
+//! touches the database.
 
 use std::fs;
 use std::io::Write as _;
@@ -18,6 +21,7 @@ use crate::mail::{Delivery, MailSettings, Mailer};
 use crate::server;
 use crate::settings::{self, HostSettings, Rejected, Settings};
 use crate::state::SharedImports;
+use portcullis_component::settings::JwtAlgorithm;
 
 /// The setting that carries the address actually bound (the component derives the
 /// default public URL from it).
@@ -32,13 +36,13 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let mailer = Mailer::new(MailSettings::parse(&settings)?)?;
     prepare_data_dir(&mut settings, &host)?;
-    let database = open_migrated(&host).await?;
-
+    // Bound before the migrations: a port in use stops start-up before any change.
     let listener = TcpListener::bind(host.listen)
         .await
         .with_context(|| format!("PORTCULLIS_LISTEN: cannot listen on {}", host.listen))?;
     let address = listener.local_addr().context("reading the bound address")?;
     settings.set(LISTEN, address.to_string());
+    let database = open_migrated(&host).await?;
 
     let bootstrap_admin = BootstrapAdmin::from_settings(&settings)?;
     let imports = SharedImports::new(database.clone(), settings.into_map());
@@ -88,18 +92,41 @@ async fn start_component(
 pub async fn migrate(host: HostSettings) -> anyhow::Result<()> {
     let database = open_migrated(&host).await?;
     database.close().await;
-    tracing::info!("the database is up to date");
     Ok(())
 }
 
 /// Under `PORTCULLIS_JWT_ALGORITHM=EdDSA`: retires the signing key, creates a new one
 /// and prints its `kid`. Migrations are applied first, and the component checks the
-/// settings, as for `serve`.
+/// settings, as for `serve`. Under HS256, or with `PORTCULLIS_JWT_SIGNING_KEY` set, it
+/// refuses before touching anything.
 pub async fn rotate_key(
     mut settings: Settings,
     host: HostSettings,
     component_wasm: &[u8],
 ) -> anyhow::Result<()> {
+    let component = settings
+        .component_settings()
+        .map_err(|lines| Rejected { lines })?;
+    if component.jwt_algorithm != JwtAlgorithm::EdDsa {
+        return Err(Rejected {
+            lines: vec![
+                "keys rotate: PORTCULLIS_JWT_ALGORITHM is HS256, whose only key is \
+                 PORTCULLIS_JWT_SECRET (change that instead); rotation applies to EdDSA"
+                    .into(),
+            ],
+        }
+        .into());
+    }
+    if component.jwt_signing_key.is_some() {
+        return Err(Rejected {
+            lines: vec![
+                "keys rotate: PORTCULLIS_JWT_SIGNING_KEY is set: rotate by setting another \
+                 key there"
+                    .into(),
+            ],
+        }
+        .into());
+    }
     prepare_data_dir(&mut settings, &host)?;
     let database = open_migrated(&host).await?;
     let imports = SharedImports::new(database.clone(), settings.into_map());
@@ -193,11 +220,17 @@ impl BootstrapAdmin {
 }
 
 /// Creates the data folder and makes sure a JWT secret is set (the one kept there if
-/// need be).
+/// need be), then checks the component's settings again with that secret.
 fn prepare_data_dir(settings: &mut Settings, host: &HostSettings) -> anyhow::Result<()> {
     fs::create_dir_all(&host.data_dir)
         .with_context(|| format!("creating the data folder {}", host.data_dir.display()))?;
-    settings::ensure_jwt_secret(settings, &host.data_dir)
+    settings::ensure_jwt_secret(settings, &host.data_dir)?;
+    let problems = settings.component_problems();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejected { lines: problems }.into())
+    }
 }
 
 async fn open_migrated(host: &HostSettings) -> anyhow::Result<Database> {
@@ -207,8 +240,9 @@ async fn open_migrated(host: &HostSettings) -> anyhow::Result<Database> {
     Ok(database)
 }
 
-/// Prints the one line that tells scripts and tests where to connect.
+/// Prints the one line that tells scripts and tests where to connect, and logs it.
 fn announce(address: SocketAddr) -> anyhow::Result<()> {
+    tracing::info!(%address, "listening on http://{address}");
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on http://{address}")?;
     stdout.flush()?;

@@ -5,6 +5,10 @@
 //! are dropped: they echo every call the component makes with its arguments and
 //! results, so a request's path with its query, its headers and its body would reach
 //! the log.
+//!
+//! The compiler's and the runtime's crates (cranelift, wasmtime, …) log only warnings
+//! unless `PORTCULLIS_LOG` names them: `trace` alone would otherwise write hundreds of
+//! megabytes of compiler traces while the component compiles.
 
 use std::io::IsTerminal as _;
 
@@ -18,6 +22,16 @@ use crate::settings::{LogFormat, LogSettings};
 
 /// The targets whose `trace` lines carry what the component sends and receives.
 const ECHOING_TARGETS: &str = "wasmtime_wasi";
+/// The compiler's and the runtime's targets (prefixes), quiet unless named.
+const COMPILER_TARGETS: [&str; 7] = [
+    "cranelift",
+    "wasmtime",
+    "regalloc2",
+    "wasmparser",
+    "wasm_encoder",
+    "wit_component",
+    "winch",
+];
 
 /// Installs the global subscriber (colours only when stderr is a terminal).
 pub fn init(settings: LogSettings) {
@@ -28,8 +42,16 @@ pub fn init(settings: LogSettings) {
         LogFormat::Text => layer.boxed(),
         LogFormat::Json => layer.json().boxed(),
     };
+    let mut filter = settings.filter;
+    for target in COMPILER_TARGETS {
+        if !settings.directives.contains(target) {
+            if let Ok(directive) = format!("{target}=warn").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
     tracing_subscriber::registry()
-        .with(settings.filter)
+        .with(filter)
         .with(filter_fn(holds_no_request_data))
         .with(layer)
         .init();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use portcullis::api::Registration;
-use portcullis::settings::{HostSettings, LogSettings, Rejected, Settings};
+use portcullis::settings::{self, Rejected, Settings};
 use portcullis::{COMPONENT_WASM, commands, logging};
 
 /// The exit code for bad settings.
@@ -75,10 +75,20 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(cli.config.as_deref())?;
-    let log_settings = LogSettings::parse(&settings)?;
-    let host = HostSettings::parse(&settings)?;
+    let settings = Settings::load(cli.config.as_deref());
+    let (host, log_settings) = match settings::check(&settings) {
+        Ok(checked) => checked,
+        Err(rejected) => {
+            for warning in settings.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            return Err(rejected.into());
+        }
+    };
     logging::init(log_settings);
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -124,8 +134,25 @@ fn report(error: &anyhow::Error) -> ExitCode {
             ExitCode::from(EXIT_BAD_SETTINGS)
         }
         None => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", without_repeats(error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause its predecessor already
+/// says (drivers often repeat their message in the error's own text).
+fn without_repeats(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if message.contains(&cause) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&cause);
+    }
+    message
 }

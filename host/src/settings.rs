@@ -3,10 +3,15 @@
 //! integers or booleans). The environment wins over the file.
 //!
 //! The host reads the few settings it owns ([`HostSettings`]) and hands all of them to
-//! the component through `wasi:config/store`; the component checks its own.
-//! A bad setting is a [`Rejected`] error: one line per setting, naming it.
+//! the component through `wasi:config/store`. [`check`] checks every setting at once —
+//! the host's, the mail's and the component's (with the component's own code, compiled
+//! natively) — before any command touches the database or compiles the component: a
+//! bad setting is a [`Rejected`] error, one line per problem, each naming the setting.
+//!
+//! A `PORTCULLIS_*` variable that is no setting is a warning naming the closest setting;
+//! an unknown key in the file is an error; errors in the file carry line and column.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::fs;
 use std::io::{ErrorKind, Write as _};
@@ -33,6 +38,58 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 const MAX_CONNECTIONS_LIMIT: u32 = 1000;
 const METRICS_TOKEN: &str = "metrics_token";
 const MAX_METRICS_TOKEN_BYTES: usize = 1024;
+/// A stand-in for an unset `jwt_secret` while the settings are checked: the host fills
+/// it from the data folder afterwards (and checks it again).
+const SECRET_TO_BE_GENERATED: &str = "a secret the host generates in the data folder";
+
+/// Every key the host itself reads (the mail's keys are in `mail`, the component's in
+/// `portcullis_component::settings::KEYS`). A unit test keeps this list true, and the
+/// drift test (`host/tests/reference.rs`) keeps `docs/reference.md` true to it.
+pub const HOST_KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "data_dir",
+    "cache_dir",
+    "db_max_connections",
+    "metrics_token",
+    "public_url",
+    "log",
+    "log_format",
+    "jwt_secret",
+    "admin_username",
+    "admin_email",
+    "admin_password",
+];
+
+/// `PORTCULLIS_*` variables that are not settings: the black-box suite's databases.
+pub const TEST_VARIABLES: &[&str] = &["PORTCULLIS_TEST_POSTGRES_URL", "PORTCULLIS_TEST_MYSQL_URL"];
+
+/// Every setting key the native host knows: its own, the mail's and the component's.
+pub fn known_keys() -> BTreeSet<&'static str> {
+    HOST_KEYS
+        .iter()
+        .chain(crate::mail::KEYS)
+        .chain(portcullis_component::settings::KEYS)
+        .copied()
+        .collect()
+}
+
+/// The known key closest to `unknown`, if one is close enough to be a typo of it.
+fn closest_key(unknown: &str) -> Option<&'static str> {
+    known_keys()
+        .into_iter()
+        .map(|known| (strsim::damerau_levenshtein(unknown, known), known))
+        .filter(|(distance, known)| *distance <= (known.len() / 3).max(2))
+        .min()
+        .map(|(_, known)| known)
+}
+
+/// ` (did you mean …?)` with `name(key)` of the closest known key, or nothing.
+fn did_you_mean(unknown: &str, name: impl Fn(&str) -> String) -> String {
+    closest_key(unknown).map_or_else(String::new, |known| {
+        format!(" (did you mean {}?)", name(known))
+    })
+}
 
 /// Settings that stop start-up: one line per bad setting, each naming it.
 #[derive(Debug)]
@@ -63,64 +120,168 @@ fn variable_name(key: &str) -> String {
     format!("{PREFIX}{}", key.to_uppercase())
 }
 
-/// Every setting by key (the lower-case name without the prefix).
+/// Every setting by key (the lower-case name without the prefix), with what loading
+/// them found wrong (file errors) or suspicious (unknown variables).
 #[derive(Debug, Default)]
-pub struct Settings(HashMap<String, String>);
+pub struct Settings {
+    values: HashMap<String, String>,
+    /// Problems of the file and the environment, reported with all the others.
+    problems: Vec<String>,
+    /// Unknown `PORTCULLIS_*` variables, to log once logging is set up.
+    warnings: Vec<String>,
+    /// The keys read so far (tests compare them with the lists of known keys).
+    #[cfg(test)]
+    read: std::sync::Mutex<BTreeSet<String>>,
+}
 
 /// Settings given directly (keys lower-case, without the prefix), as benchmarks and
 /// embedding tests do.
 impl From<HashMap<String, String>> for Settings {
-    fn from(map: HashMap<String, String>) -> Self {
-        Self(map)
+    fn from(values: HashMap<String, String>) -> Self {
+        Self {
+            values,
+            ..Self::default()
+        }
     }
 }
 
 impl Settings {
-    /// Reads the settings file (if any), then the environment over it.
-    pub fn load(config_file: Option<&Path>) -> Result<Self, Rejected> {
-        let mut settings = match config_file {
-            Some(path) => Self::from_file(path)?,
-            None => Self::default(),
-        };
-        settings.0.extend(from_environment()?);
-        Ok(settings)
+    /// Reads the settings file (if any), then the environment over it. Nothing fails
+    /// here: problems are kept for [`check`], which reports them with all the others.
+    pub fn load(config_file: Option<&Path>) -> Self {
+        let mut settings = Self::default();
+        if let Some(path) = config_file {
+            settings.read_file(path);
+        }
+        settings.read_environment();
+        settings
     }
 
-    fn from_file(path: &Path) -> Result<Self, Rejected> {
-        let reject = |problem: String| Rejected {
-            lines: vec![format!("--config {}: {problem}", path.display())],
+    fn read_file(&mut self, path: &Path) {
+        let at = |span: Option<std::ops::Range<usize>>, text: &str| match span {
+            Some(span) => {
+                let (line, column) = line_and_column(text, span.start);
+                format!(
+                    "--config {}: line {line}, column {column}: ",
+                    path.display()
+                )
+            }
+            None => format!("--config {}: ", path.display()),
         };
-        let text = fs::read_to_string(path).map_err(|error| reject(error.to_string()))?;
-        let table: toml::Table =
-            toml::from_str(&text).map_err(|error| reject(error.message().to_owned()))?;
-        table
-            .into_iter()
-            .map(|(key, value)| {
-                let key = key.to_lowercase();
-                match setting_text(value) {
-                    Some(text) => Ok((key, text)),
-                    None => Err(reject(format!(
-                        "{key}: expected a string, an integer or a boolean"
-                    ))),
-                }
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) => {
+                self.problems.push(format!("{}{error}", at(None, "")));
+                return;
+            }
+        };
+        let table: toml::Table = match toml::from_str(&text) {
+            Ok(table) => table,
+            Err(error) => {
+                let message = error.message().trim_end().to_owned();
+                self.problems
+                    .push(format!("{}{message}", at(error.span(), &text)));
+                return;
+            }
+        };
+        // Where each key is written (the text parsed above, so it parses again).
+        let spans: HashMap<String, std::ops::Range<usize>> = toml::de::DeTable::parse(&text)
+            .map(|table| {
+                table
+                    .into_inner()
+                    .into_iter()
+                    .map(|(key, _)| (key.get_ref().to_string(), key.span()))
+                    .collect()
             })
-            .collect::<Result<_, _>>()
-            .map(Self)
+            .unwrap_or_default();
+        let known = known_keys();
+        for (key, value) in table {
+            let span = spans.get(&key).cloned();
+            let key = key.to_lowercase();
+            if !known.contains(key.as_str()) {
+                let hint = did_you_mean(&key, |known| format!("`{known}`"));
+                self.problems
+                    .push(format!("{}unknown key `{key}`{hint}", at(span, &text)));
+                continue;
+            }
+            match setting_text(value) {
+                Some(value) => {
+                    self.values.insert(key, value);
+                }
+                None => self.problems.push(format!(
+                    "{}{key}: expected a string, an integer or a boolean",
+                    at(span, &text)
+                )),
+            }
+        }
+    }
+
+    fn read_environment(&mut self) {
+        let known = known_keys();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            let Some(key) = name.strip_prefix(PREFIX).map(str::to_lowercase) else {
+                continue;
+            };
+            if !known.contains(key.as_str()) {
+                if !TEST_VARIABLES.contains(&name) {
+                    let hint = did_you_mean(&key, variable_name);
+                    self.warnings
+                        .push(format!("{name} is not a setting and is ignored{hint}"));
+                }
+                continue;
+            }
+            match value.into_string() {
+                Ok(value) => {
+                    self.values.insert(key, value);
+                }
+                Err(_) => self
+                    .problems
+                    .push(format!("{}: not valid UTF-8", variable_name(&key))),
+            }
+        }
+    }
+
+    /// The warnings loading found (unknown variables), one line each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The value of a setting, if it is set.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        #[cfg(test)]
+        if let Ok(mut read) = self.read.lock() {
+            read.insert(key.to_owned());
+        }
+        self.values.get(key).map(String::as_str)
     }
 
     /// Sets a setting (the generated JWT secret, the address actually bound).
     pub fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_owned(), value);
+        self.values.insert(key.to_owned(), value);
     }
 
     /// All settings, for `wasi:config/store`.
     pub fn into_map(self) -> HashMap<String, String> {
-        self.0
+        self.values
+    }
+
+    /// The component's problems with these settings, one line each, found by the
+    /// component's own code. An unset `jwt_secret` passes: the host generates one.
+    pub fn component_problems(&self) -> Vec<String> {
+        self.component_settings().err().unwrap_or_default()
+    }
+
+    /// The component's settings, parsed and checked by the component's own code (an
+    /// unset `jwt_secret` stands for the one the host generates).
+    pub fn component_settings(
+        &self,
+    ) -> Result<portcullis_component::settings::Settings, Vec<String>> {
+        let lookup = |key: &str| match (key, self.get(key)) {
+            (JWT_SECRET, None) => Some(SECRET_TO_BE_GENERATED.to_owned()),
+            (_, value) => value.map(str::to_owned),
+        };
+        portcullis_component::settings::Settings::from_lookup(lookup)
     }
 
     fn parse_or<T: FromStr>(&self, key: &str, default: T, what: &str) -> Result<T, Rejected> {
@@ -143,17 +304,57 @@ fn setting_text(value: toml::Value) -> Option<String> {
     }
 }
 
-fn from_environment() -> Result<HashMap<String, String>, Rejected> {
-    std::env::vars_os()
-        .filter_map(|(name, value)| {
-            let name = name.to_str()?;
-            let key = name.strip_prefix(PREFIX)?.to_lowercase();
-            Some(match value.into_string() {
-                Ok(value) => Ok((key, value)),
-                Err(_) => Err(Rejected::setting(&key, "not valid UTF-8")),
-            })
-        })
-        .collect()
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    let line = before.matches('\n').count() + 1;
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Checks every setting of the host, the mail and the component, and reports every
+/// problem at once (with those of the file and the environment). Touches nothing.
+pub fn check(settings: &Settings) -> Result<(HostSettings, LogSettings), Rejected> {
+    let mut problems = Problems(settings.problems.clone());
+    let log = problems.take(LogSettings::parse(settings));
+    let host = problems.take(HostSettings::parse(settings));
+    problems.take(crate::mail::MailSettings::parse(settings));
+    problems.take(check_admin(settings));
+    problems.0.extend(settings.component_problems());
+    match (host, log) {
+        (Some(host), Some(log)) if problems.0.is_empty() => Ok((host, log)),
+        _ => Err(Rejected { lines: problems.0 }),
+    }
+}
+
+/// `PORTCULLIS_ADMIN_USERNAME`, `_EMAIL` and `_PASSWORD`: all three or none.
+fn check_admin(settings: &Settings) -> Result<(), Rejected> {
+    let set = ["admin_username", "admin_email", "admin_password"]
+        .iter()
+        .filter(|key| settings.get(key).is_some())
+        .count();
+    if set == 0 || set == 3 {
+        return Ok(());
+    }
+    Err(Rejected {
+        lines: vec![
+            "PORTCULLIS_ADMIN_USERNAME, PORTCULLIS_ADMIN_EMAIL and PORTCULLIS_ADMIN_PASSWORD \
+             must be set together"
+                .into(),
+        ],
+    })
+}
+
+/// The problems found so far.
+struct Problems(Vec<String>);
+
+impl Problems {
+    /// The value, or `None` with its problems kept.
+    fn take<T>(&mut self, result: Result<T, Rejected>) -> Option<T> {
+        result
+            .map_err(|rejected| self.0.extend(rejected.lines))
+            .ok()
+    }
 }
 
 /// The settings the host itself uses.
@@ -219,6 +420,8 @@ pub struct DatabaseSettings {
 pub struct LogSettings {
     /// Which events to log (`PORTCULLIS_LOG`, an `EnvFilter` directive).
     pub filter: EnvFilter,
+    /// The directives as written (the compiler's targets log only when named there).
+    pub directives: String,
     /// Plain text or JSON lines.
     pub format: LogFormat,
 }
@@ -233,24 +436,36 @@ pub enum LogFormat {
 }
 
 impl HostSettings {
-    /// Reads and checks the host's settings.
+    /// Reads and checks the host's settings; every problem is reported.
     pub fn parse(settings: &Settings) -> Result<Self, Rejected> {
+        let mut problems = Problems(Vec::new());
         let data_dir = PathBuf::from(settings.get("data_dir").unwrap_or(DEFAULT_DATA_DIR));
-        Ok(Self {
-            listen: settings.parse_or("listen", default_listen(), "socket address")?,
-            database: DatabaseSettings::parse(settings, &data_dir)?,
-            cache_dir: settings
-                .get("cache_dir")
-                .map_or_else(|| data_dir.join("cache"), PathBuf::from),
-            data_dir,
-            metrics_token: settings
+        let listen = problems.take(settings.parse_or("listen", default_listen(), "socket address"));
+        let database = problems.take(DatabaseSettings::parse(settings, &data_dir));
+        let metrics_token = problems.take(
+            settings
                 .get(METRICS_TOKEN)
                 .map(MetricsToken::parse)
-                .transpose()?,
-            https_public_url: settings
-                .get("public_url")
-                .is_some_and(|url| url.starts_with("https://")),
-        })
+                .transpose(),
+        );
+        let cache_dir = settings
+            .get("cache_dir")
+            .map_or_else(|| data_dir.join("cache"), PathBuf::from);
+        match (listen, database, metrics_token) {
+            (Some(listen), Some(database), Some(metrics_token)) if problems.0.is_empty() => {
+                Ok(Self {
+                    listen,
+                    database,
+                    cache_dir,
+                    data_dir,
+                    metrics_token,
+                    https_public_url: settings
+                        .get("public_url")
+                        .is_some_and(|url| url.starts_with("https://")),
+                })
+            }
+            _ => Err(Rejected { lines: problems.0 }),
+        }
     }
 }
 
@@ -265,19 +480,26 @@ impl DatabaseSettings {
             // In the data folder: `sqlite://data/portcullis.db` by default.
             None => format!("sqlite://{}", data_dir.join("portcullis.db").display()),
         };
-        check_database_url(&url)?;
-        let max_connections =
-            settings.parse_or("db_max_connections", DEFAULT_MAX_CONNECTIONS, "number")?;
-        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&max_connections) {
-            return Err(Rejected::setting(
-                "db_max_connections",
-                format!("must be between 1 and {MAX_CONNECTIONS_LIMIT}"),
-            ));
+        let mut problems = Problems(Vec::new());
+        problems.take(check_database_url(&url));
+        let max_connections = problems
+            .take(settings.parse_or("db_max_connections", DEFAULT_MAX_CONNECTIONS, "number"))
+            .filter(|max| {
+                let fits = (1..=MAX_CONNECTIONS_LIMIT).contains(max);
+                if !fits {
+                    problems.0.push(format!(
+                        "PORTCULLIS_DB_MAX_CONNECTIONS: must be between 1 and {MAX_CONNECTIONS_LIMIT}"
+                    ));
+                }
+                fits
+            });
+        match max_connections {
+            Some(max_connections) if problems.0.is_empty() => Ok(Self {
+                url,
+                max_connections,
+            }),
+            _ => Err(Rejected { lines: problems.0 }),
         }
-        Ok(Self {
-            url,
-            max_connections,
-        })
     }
 }
 
@@ -306,21 +528,29 @@ fn check_database_url(url: &str) -> Result<(), Rejected> {
 impl LogSettings {
     /// Reads and checks `log` and `log_format`.
     pub fn parse(settings: &Settings) -> Result<Self, Rejected> {
+        let mut problems = Problems(Vec::new());
         let directives = settings.get("log").unwrap_or(DEFAULT_LOG);
-        let filter = EnvFilter::try_new(directives).map_err(|error| {
+        let filter = problems.take(EnvFilter::try_new(directives).map_err(|error| {
             Rejected::setting("log", format!("invalid log filter {directives:?}: {error}"))
-        })?;
+        }));
         let format = match settings.get("log_format").unwrap_or("text") {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
             other => {
-                return Err(Rejected::setting(
-                    "log_format",
-                    format!("expected \"text\" or \"json\", not {other:?}"),
+                problems.0.push(format!(
+                    "PORTCULLIS_LOG_FORMAT: expected \"text\" or \"json\", not {other:?}"
                 ));
+                None
             }
         };
-        Ok(Self { filter, format })
+        match (filter, format) {
+            (Some(filter), Some(format)) => Ok(Self {
+                filter,
+                directives: directives.to_owned(),
+                format,
+            }),
+            _ => Err(Rejected { lines: problems.0 }),
+        }
     }
 }
 
@@ -376,6 +606,28 @@ pub(crate) fn write_private_file(path: &Path, contents: &str) -> std::io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_known_keys_are_the_keys_the_checks_read() {
+        let settings = Settings::default();
+        check(&settings).unwrap();
+        let read = settings.read.lock().unwrap().clone();
+        let known: BTreeSet<String> = known_keys().into_iter().map(str::to_owned).collect();
+        assert_eq!(read, known);
+    }
+
+    #[test]
+    fn a_typo_names_the_closest_setting() {
+        assert_eq!(closest_key("max_sesions"), Some("max_sessions"));
+        assert_eq!(closest_key("lisen"), Some("listen"));
+        assert_eq!(closest_key("something_else_entirely"), None);
+    }
+
+    #[test]
+    fn lines_and_columns_count_from_one() {
+        assert_eq!(line_and_column("a = 1\nbé = 2", 0), (1, 1));
+        assert_eq!(line_and_column("a = 1\nbé = 2", 11), (2, 5));
+    }
 
     #[test]
     fn the_metrics_token_matches_only_itself_and_never_shows() {

@@ -14,7 +14,7 @@ mod smtp;
 use std::time::Duration;
 
 pub use delivery::Delivery;
-pub use settings::MailSettings;
+pub use settings::{KEYS, MailSettings};
 use smtp::SmtpMailer;
 
 use crate::api::Mail;

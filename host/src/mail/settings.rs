@@ -18,6 +18,8 @@ use crate::settings::{Rejected, Settings};
 
 const SMTP_URL: &str = "smtp_url";
 const MAIL_FROM: &str = "mail_from";
+/// Every key the mail settings read.
+pub const KEYS: &[&str] = &[SMTP_URL, MAIL_FROM];
 const DEFAULT_FROM: &str = "Portcullis <no-reply@localhost>";
 const SUBMISSION_PORT: u16 = 587;
 const SUBMISSIONS_PORT: u16 = 465;
