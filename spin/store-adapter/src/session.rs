@@ -21,42 +21,41 @@ pub const STATEMENT_TIMEOUT_MS: u32 = 15_000;
 pub const IDLE_IN_TRANSACTION_TIMEOUT_MS: u32 = 15_000;
 
 /// `url` with the bounds added to its `options` parameter (percent-encoded as a URL
-/// query value). Options the URL already gives come after them, so they win.
+/// query value). Options the URL already gives come after them, so they win. The query
+/// starts at the first `?` after the credentials, as tokio-postgres reads a URL (a
+/// password may hold a `?`).
 pub fn postgres_address(url: &str) -> String {
     let ours = format!(
         "-c%20lock_timeout%3D{LOCK_TIMEOUT_MS}\
          %20-c%20statement_timeout%3D{STATEMENT_TIMEOUT_MS}\
          %20-c%20idle_in_transaction_session_timeout%3D{IDLE_IN_TRANSACTION_TIMEOUT_MS}"
     );
-    let (base, fragment) = match url.split_once('#') {
-        Some((base, fragment)) => (base, Some(fragment)),
-        None => (url, None),
+    let after_credentials = url.find('@').map_or(0, |at| at + 1);
+    let Some(start) = url
+        .get(after_credentials..)
+        .and_then(|rest| rest.find('?'))
+        .map(|position| after_credentials + position)
+    else {
+        return format!("{url}?options={ours}");
     };
-    let address = match base.split_once('?') {
-        None => format!("{base}?options={ours}"),
-        Some((path, query)) => {
-            let mut merged = false;
-            let mut pairs: Vec<String> = query
-                .split('&')
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| match pair.strip_prefix("options=") {
-                    Some(theirs) if !merged => {
-                        merged = true;
-                        format!("options={ours}%20{theirs}")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            if !merged {
-                pairs.push(format!("options={ours}"));
+    let (head, query) = url.split_at(start);
+    let mut merged = false;
+    let mut pairs: Vec<String> = query
+        .trim_start_matches('?')
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.strip_prefix("options=") {
+            Some(theirs) if !merged => {
+                merged = true;
+                format!("options={ours}%20{theirs}")
             }
-            format!("{path}?{}", pairs.join("&"))
-        }
-    };
-    match fragment {
-        Some(fragment) => format!("{address}#{fragment}"),
-        None => address,
+            _ => pair.to_owned(),
+        })
+        .collect();
+    if !merged {
+        pairs.push(format!("options={ours}"));
     }
+    format!("{head}?{}", pairs.join("&"))
 }
 
 #[cfg(test)]
@@ -83,6 +82,18 @@ mod tests {
         assert_eq!(
             postgres_address("postgres://db/auth?options=-c%20search_path%3Dauth&sslmode=require"),
             format!("postgres://db/auth?options={OURS}%20-c%20search_path%3Dauth&sslmode=require")
+        );
+    }
+
+    #[test]
+    fn a_question_mark_in_the_password_does_not_start_the_query() {
+        assert_eq!(
+            postgres_address("postgres://u:pa?ss#1@db/auth"),
+            format!("postgres://u:pa?ss#1@db/auth?options={OURS}")
+        );
+        assert_eq!(
+            postgres_address("postgres://u:pa?ss@db/auth?sslmode=disable"),
+            format!("postgres://u:pa?ss@db/auth?sslmode=disable&options={OURS}")
         );
     }
 }
