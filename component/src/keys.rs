@@ -25,6 +25,9 @@ use crate::tokens::{self, Signer, Verifier};
 const ALGORITHM: &str = "EdDSA";
 const SEED_BYTES: usize = 32;
 const KID_BYTES: usize = 8;
+/// The key that signs: the newest one not retired.
+const NEWEST_ACTIVE_KEY: &str = "SELECT kid, sealed_private, public_key FROM signing_keys \
+    WHERE retired_at IS NULL ORDER BY created_at DESC, kid DESC LIMIT 1";
 /// RFC 8410 PKCS#8 v1 prefix of an Ed25519 private key; the 32-byte seed follows.
 const PKCS8_ED25519_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
@@ -36,11 +39,7 @@ pub fn signer(app: &App<'_>) -> Result<Signer, Error> {
     if app.settings.jwt_algorithm == JwtAlgorithm::Hs256 {
         return Ok(tokens::hs256(app.settings).0);
     }
-    let newest = app.db.query_one(
-        "SELECT kid, sealed_private, public_key FROM signing_keys WHERE retired_at IS NULL \
-         ORDER BY created_at DESC, kid DESC LIMIT 1",
-        &[],
-    )?;
+    let newest = app.db.query_one(NEWEST_ACTIVE_KEY, &[])?;
     if let Some(configured) = &app.settings.jwt_signing_key {
         return configured_signer(app, &configured.0, newest.as_ref());
     }
@@ -203,6 +202,27 @@ fn insert_key(
     ))
 }
 
+/// Whether this host can sign under EdDSA: the newest active key must unseal with its
+/// `PORTCULLIS_JWT_SECRET`. `Ok` under HS256, with a configured key, while there is no
+/// key yet, and when the database cannot be asked (the health check reports that). The
+/// problem names the setting and never shows a secret.
+pub fn check(app: &App<'_>) -> Result<(), String> {
+    if app.settings.jwt_algorithm == JwtAlgorithm::Hs256 || app.settings.jwt_signing_key.is_some() {
+        return Ok(());
+    }
+    let Ok(Some(row)) = app.db.query_one(NEWEST_ACTIVE_KEY, &[]) else {
+        return Ok(());
+    };
+    let (Ok(kid), Ok(sealed), Ok(public)) = (row.text(0), row.text(1), row.text(2)) else {
+        return Ok(());
+    };
+    match unseal(app, &kid, &sealed, &public) {
+        Ok(_) => Ok(()),
+        Err(Error::Internal(problem)) => Err(problem),
+        Err(other) => Err(other.detail()),
+    }
+}
+
 /// Recovers a seed and checks it against the stored public key.
 fn unseal(app: &App<'_>, kid: &str, sealed: &str, public: &str) -> Result<Vec<u8>, Error> {
     let sealed = tokens::decode_opaque(sealed)
@@ -214,7 +234,9 @@ fn unseal(app: &App<'_>, kid: &str, sealed: &str, public: &str) -> Result<Vec<u8
     let derived = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
     if tokens::encode_opaque(&derived) != public {
         return Err(Error::Internal(format!(
-            "signing key {kid} cannot be unsealed: was PORTCULLIS_JWT_SECRET changed?"
+            "PORTCULLIS_JWT_SECRET: the EdDSA signing key {kid} in the database was sealed \
+             with another secret, so this host cannot sign tokens; give it the secret the \
+             other hosts of this database use"
         )));
     }
     Ok(seed.to_vec())
@@ -373,7 +395,11 @@ mod tests {
     fn a_changed_secret_is_detected_instead_of_signing_garbage() {
         let mut harness = Harness::new(&[("jwt_algorithm", "EdDSA")]);
         signer(&harness.app()).unwrap();
+        assert_eq!(check(&harness.app()), Ok(()));
         harness.settings.jwt_secret = b"a-completely-different-secret-of-32+bytes".to_vec();
         assert!(matches!(signer(&harness.app()), Err(Error::Internal(_))));
+        let problem = check(&harness.app()).unwrap_err();
+        assert!(problem.starts_with("PORTCULLIS_JWT_SECRET: "), "{problem}");
+        assert!(!problem.contains("different-secret"), "{problem}");
     }
 }

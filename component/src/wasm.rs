@@ -262,8 +262,14 @@ fn send(response_out: ResponseOutparam, response: Response) {
 }
 
 impl wit_api::Guest for Component {
+    /// The settings, then (when the database answers) whether the EdDSA signing key
+    /// unseals with this host's secret.
     fn check_settings() -> Result<(), Vec<String>> {
-        load_settings().map(|_| ())
+        load_settings()?;
+        match with_app(|app| Ok(crate::keys::check(app))) {
+            Ok(Err(problem)) => Err(vec![problem]),
+            _ => Ok(()),
+        }
     }
 
     fn register(

@@ -81,6 +81,7 @@ mod revocation;
 mod scale;
 mod security;
 mod sessions;
+mod settings_check;
 mod throttle;
 mod tokens;
 
@@ -107,6 +108,7 @@ const MODULES: &[Module] = &[
     ("scale", scale::tests),
     ("security", security::tests),
     ("sessions", sessions::tests),
+    ("settings_check", settings_check::tests),
     ("throttle", throttle::tests),
     ("tokens", tokens::tests),
 ];

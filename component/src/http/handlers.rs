@@ -55,15 +55,29 @@ impl Context<'_> {
     }
 }
 
-/// Liveness and database reachability.
+/// Liveness, database reachability and (under EdDSA) whether the signing key unseals.
 #[utoipa::path(get, path = "/health", tag = "service", responses(
     (status = 200, description = "The service and its database are up.", body = Health),
-    (status = 503, description = "The database is unreachable.", body = HealthProblem,
+    (status = 503, description = "The database is unreachable, or the signing key cannot \
+        be unsealed with this host's secret.", body = HealthProblem,
         content_type = "application/problem+json"),
 ))]
 pub fn health(context: &Context<'_>) -> Result<Response, Error> {
     let version = env!("CARGO_PKG_VERSION");
-    match context.app.db.query("SELECT 1", &[]) {
+    let database = context.app.db.query("SELECT 1", &[]);
+    if database.is_ok()
+        && let Err(problem) = keys::check(context.app)
+    {
+        let unavailable = Error::Unavailable(problem);
+        let body = HealthProblem {
+            problem: Problem::from(&unavailable),
+            database: "ok",
+            keys: Some("unavailable"),
+            version,
+        };
+        return Ok(Response::serialized(503, PROBLEM_JSON, &body));
+    }
+    match database {
         Ok(_) => Ok(Response::json(
             200,
             &Health {
@@ -77,6 +91,7 @@ pub fn health(context: &Context<'_>) -> Result<Response, Error> {
             let body = HealthProblem {
                 problem: Problem::from(&unavailable),
                 database: "unavailable",
+                keys: None,
                 version,
             };
             Ok(Response::serialized(503, PROBLEM_JSON, &body))

@@ -46,14 +46,19 @@ impl From<&Error> for Problem {
     }
 }
 
-/// `GET /health` when the database cannot be reached: a problem (`unavailable`) that
-/// also says what `/health` says.
+/// `GET /health` when the database cannot be reached, or a signing key cannot be
+/// unsealed: a problem (`unavailable`) that also says what `/health` says.
 #[derive(Serialize, ToSchema)]
 pub struct HealthProblem {
     #[serde(flatten)]
     pub problem: Problem,
     #[schema(example = "unavailable")]
     pub database: &'static str,
+    /// `unavailable` when this host cannot unseal the EdDSA signing key (another
+    /// `PORTCULLIS_JWT_SECRET` than the one that sealed it); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "unavailable")]
+    pub keys: Option<&'static str>,
     pub version: &'static str,
 }
 

@@ -26,6 +26,8 @@ const BATCH: u32 = 10;
 const LEASE: Duration = Duration::from_secs(120);
 /// The longest one delivery may take, connection and TLS included.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// The attempts after which the component gives a mail up (its `MAX_ATTEMPTS`).
+const MAX_ATTEMPTS: u32 = portcullis_component::mail::MAX_ATTEMPTS as u32;
 /// The longest reporting an outcome may take (the time limit of a component call).
 const REPORT_MARGIN: Duration = instances::TIME_LIMIT;
 
@@ -101,12 +103,22 @@ async fn deliver(instances: &Instances, mailer: &Mailer, mail: &Mail) -> anyhow:
     match outcome {
         Ok(()) => answer(api::mail_sent(instances, mail).await),
         Err(reason) => {
-            tracing::warn!(
-                mail_id = %mail.id,
-                attempt = mail.attempts + 1,
-                %reason,
-                "mail delivery failed; it will be retried later"
-            );
+            let attempt = mail.attempts + 1;
+            if attempt >= MAX_ATTEMPTS {
+                tracing::warn!(
+                    mail_id = %mail.id,
+                    attempt,
+                    %reason,
+                    "mail delivery failed for the last time; the mail is given up"
+                );
+            } else {
+                tracing::warn!(
+                    mail_id = %mail.id,
+                    attempt,
+                    %reason,
+                    "mail delivery failed; it will be retried later"
+                );
+            }
             answer(api::mail_failed(instances, mail, &reason).await)
         }
     }

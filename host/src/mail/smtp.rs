@@ -85,20 +85,49 @@ fn tls(smtp: &SmtpSettings) -> Result<Tls, String> {
     })
 }
 
-/// The message for `mail`: From, To, Subject, and the text and HTML bodies as
-/// alternatives.
+/// The message for `mail`: From, To, Subject, Date, a Message-ID made of the outbox id
+/// and the sender's domain (the same for every attempt, so that a receiver can tell a
+/// retry from a second mail), and the text and HTML bodies as alternatives.
 fn message(from: &Mailbox, mail: &Mail) -> Result<Message, String> {
     let to: Mailbox = mail
         .to
         .parse()
         .map_err(|_| "the recipient's address is not valid".to_string())?;
+    let message_id = format!("<{}@{}>", mail.id, from.email.domain());
     Message::builder()
         .from(from.clone())
         .to(to)
         .subject(mail.subject.as_str())
+        .date_now()
+        .message_id(Some(message_id))
         .multipart(MultiPart::alternative_plain_html(
             mail.text_body.clone(),
             mail.html_body.clone(),
         ))
         .map_err(|error| format!("cannot build the message: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_has_a_date_and_a_message_id_of_its_outbox_id() {
+        let mail = Mail {
+            id: "m-42".into(),
+            claim: "c".into(),
+            to: "jane@example.com".into(),
+            subject: "Verify".into(),
+            text_body: "text".into(),
+            html_body: "<p>html</p>".into(),
+            attempts: 0,
+        };
+        let from: Mailbox = "Auth <no-reply@auth.example.com>".parse().unwrap();
+        let formatted = String::from_utf8(message(&from, &mail).unwrap().formatted()).unwrap();
+        assert!(
+            formatted.contains("Message-ID: <m-42@auth.example.com>\r\n"),
+            "{formatted}"
+        );
+        assert!(formatted.contains("Date: "), "{formatted}");
+    }
 }
