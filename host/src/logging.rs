@@ -44,10 +44,10 @@ pub fn init(settings: LogSettings) {
     };
     let mut filter = settings.filter;
     for target in COMPILER_TARGETS {
-        if !settings.directives.contains(target) {
-            if let Ok(directive) = format!("{target}=warn").parse() {
-                filter = filter.add_directive(directive);
-            }
+        if !settings.directives.contains(target)
+            && let Ok(directive) = format!("{target}=warn").parse()
+        {
+            filter = filter.add_directive(directive);
         }
     }
     tracing_subscriber::registry()
