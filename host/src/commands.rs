@@ -233,10 +233,23 @@ fn prepare_data_dir(settings: &mut Settings, host: &HostSettings) -> anyhow::Res
     }
 }
 
+/// Connects and applies the pending migrations, saying which (or that there were none).
 async fn open_migrated(host: &HostSettings) -> anyhow::Result<Database> {
     let database = Database::connect(&host.database).await?;
-    database.migrate().await?;
-    tracing::info!(dialect = database.dialect().name(), "migrations applied");
+    let applied = database.migrate().await?;
+    let dialect = database.dialect().name();
+    if applied.is_empty() {
+        tracing::info!(dialect, "the database is up to date");
+    } else {
+        let names: Vec<String> = applied.iter().map(ToString::to_string).collect();
+        tracing::info!(
+            dialect,
+            "applied {} migration{}: {}",
+            applied.len(),
+            if applied.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        );
+    }
     Ok(database)
 }
 

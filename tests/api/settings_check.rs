@@ -283,4 +283,38 @@ api_tests! {
         );
         assert!(!finished.stderr.contains(other_secret));
     }
+
+    /// `migrate` says what it applied, then that the database is up to date.
+    fn migrate_says_what_it_applied() {
+        let folder = tempfile::tempdir().expect("tempdir");
+        let db = format!("sqlite://{}/fresh.db", folder.path().display());
+        let settings = [("PORTCULLIS_DATABASE_URL", db.as_str())];
+        let first = run(&["migrate"], folder.path(), &settings);
+        assert_eq!(first.code, Some(0), "{}", first.stderr);
+        assert!(first.stderr.contains("applied "), "{}", first.stderr);
+        assert!(first.stderr.contains(" initial"), "{}", first.stderr);
+        let second = run(&["migrate"], folder.path(), &settings);
+        assert_eq!(second.code, Some(0), "{}", second.stderr);
+        assert!(second.stderr.contains("the database is up to date"), "{}", second.stderr);
+        assert!(!second.stderr.contains("applied "), "{}", second.stderr);
+    }
+
+    /// A refused database connection is named as such, not as a pool that timed out.
+    fn a_refused_database_connection_names_the_cause() {
+        let closed = TcpListener::bind("127.0.0.1:0").expect("take a port");
+        let port = closed.local_addr().expect("address").port();
+        drop(closed);
+        let folder = tempfile::tempdir().expect("tempdir");
+        for url in [
+            format!("postgres://portcullis@127.0.0.1:{port}/portcullis"),
+            format!("mysql://portcullis@127.0.0.1:{port}/portcullis"),
+        ] {
+            let finished = run(&["migrate"], folder.path(), &[("PORTCULLIS_DATABASE_URL", &url)]);
+            assert_eq!(finished.code, Some(1), "{}", finished.stderr);
+            let errors = error_lines(&finished.stderr);
+            assert_eq!(errors.len(), 1, "{}", finished.stderr);
+            assert!(errors[0].contains("refused"), "{}", finished.stderr);
+            assert!(!errors[0].contains("timed out"), "{}", finished.stderr);
+        }
+    }
 }

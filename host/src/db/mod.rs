@@ -39,6 +39,48 @@ mod bindings {
 use bindings::portcullis::auth::store as wit;
 pub use wit::{Error, Rows, SqlDialect, Statement, Value};
 
+/// A migration recorded in the database.
+#[derive(Debug)]
+pub struct Migration {
+    /// Its number (the file name's prefix).
+    pub version: i64,
+    /// What it does (the rest of the file name).
+    pub description: String,
+}
+
+impl std::fmt::Display for Migration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.version, self.description)
+    }
+}
+
+/// The error of one direct connection to `url` (PostgreSQL or MySQL), bounded in time;
+/// `None` when it connects, or when it cannot tell more within the bound.
+async fn direct_connection_error(url: &str) -> Option<String> {
+    use sqlx::ConnectOptions as _;
+    use std::str::FromStr as _;
+    const BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+    let attempt = async {
+        match SqlDialect::of_url(url) {
+            SqlDialect::Postgres => sqlx::postgres::PgConnectOptions::from_str(url)?
+                .connect()
+                .await
+                .map(drop),
+            SqlDialect::Mysql => {
+                sqlx::mysql::MySqlConnectOptions::from_str(&url.replacen("mariadb", "mysql", 1))?
+                    .connect()
+                    .await
+                    .map(drop)
+            }
+            SqlDialect::Sqlite => Ok(()),
+        }
+    };
+    match tokio::time::timeout(BOUND, attempt).await {
+        Ok(Err(error)) => Some(error.to_string()),
+        _ => None,
+    }
+}
+
 /// A pool of connections to the service's database, cheap to clone.
 #[derive(Clone)]
 pub enum Database {
@@ -53,22 +95,65 @@ pub enum Database {
 impl Database {
     /// Connects to the database the settings name (creating a SQLite file and its
     /// folder when missing).
+    /// A pool that gave up waiting for a connection says only "pool timed out": one
+    /// direct connection then gives the driver's own reason (refused, unknown host, wrong
+    /// password …).
     pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
         let max_connections = settings.max_connections;
-        let database = match SqlDialect::of_url(&settings.url) {
-            SqlDialect::Sqlite => {
-                Self::Sqlite(sqlite::connect(&settings.url, max_connections).await?)
-            }
-            SqlDialect::Postgres => {
-                Self::Postgres(postgres::connect(&settings.url, max_connections).await?)
-            }
-            SqlDialect::Mysql => Self::MySql(mysql::connect(&settings.url, max_connections).await?),
+        let url = settings.url.as_str();
+        let connected = match SqlDialect::of_url(url) {
+            SqlDialect::Sqlite => sqlite::connect(url, max_connections)
+                .await
+                .map(Self::Sqlite),
+            SqlDialect::Postgres => postgres::connect(url, max_connections)
+                .await
+                .map(Self::Postgres),
+            SqlDialect::Mysql => mysql::connect(url, max_connections).await.map(Self::MySql),
         };
-        Ok(database)
+        match connected {
+            Err(error) if matches!(error.downcast_ref(), Some(sqlx::Error::PoolTimedOut)) => {
+                Err(match direct_connection_error(url).await {
+                    Some(cause) => anyhow::anyhow!(cause)
+                        .context(format!("connecting to {}", SqlDialect::of_url(url).name())),
+                    None => error,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// The pending migrations applied, then those recorded now that were not before
+    /// (applied by this host, or by another one starting at the same moment).
+    pub async fn migrate(&self) -> anyhow::Result<Vec<Migration>> {
+        let before = self.recorded_migrations().await;
+        self.apply_migrations().await?;
+        let after = self.recorded_migrations().await;
+        Ok(after
+            .into_iter()
+            .filter(|migration| !before.iter().any(|old| old.version == migration.version))
+            .collect())
+    }
+
+    /// The migrations sqlx has recorded (none when its table does not exist yet).
+    async fn recorded_migrations(&self) -> Vec<Migration> {
+        let sql = "SELECT version, description FROM _sqlx_migrations ORDER BY version";
+        let Ok(rows) = self.query(sql, Vec::new()).await else {
+            return Vec::new();
+        };
+        rows.rows
+            .into_iter()
+            .filter_map(|row| match row.as_slice() {
+                [Value::Integer(version), Value::Text(description)] => Some(Migration {
+                    version: *version,
+                    description: description.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Applies the pending migrations of this database's dialect.
-    pub async fn migrate(&self) -> anyhow::Result<()> {
+    async fn apply_migrations(&self) -> anyhow::Result<()> {
         match self {
             Self::Sqlite(pool) => sqlite::migrate(pool).await,
             Self::Postgres(pool) => postgres::migrate(pool).await,
