@@ -1,7 +1,8 @@
 //! The foundation benchmark (BENCHMARKS.md): Argon2id natively and inside the component,
-//! component instantiation, and register / login / verify requests per second over HTTP
-//! against the real binary, on SQLite and on the databases named by
-//! `BENCH_POSTGRES_URL` and `BENCH_MYSQL_URL`.
+//! component instantiation, register / login / verify requests per second over HTTP
+//! against the real binary, and the time `password/forgot` takes for registered and
+//! unknown addresses, on SQLite and on the databases named by `BENCH_POSTGRES_URL` and
+//! `BENCH_MYSQL_URL`.
 //!
 //! Run: `cargo bench -p portcullis --bench foundation` (release build; about a minute
 //! per database). Knobs: `BENCH_HTTP_SECONDS` (default 10), `BENCH_HTTP_CONNECTIONS`
@@ -215,11 +216,60 @@ fn http_rates(dir: &std::path::Path) -> anyhow::Result<()> {
                 verify_rate,
                 "req/s",
             );
-            Ok(())
+            forgot_timing(&address, &run, label)
         })();
         let _ = child.kill();
         let _ = child.wait();
         result?;
+    }
+    Ok(())
+}
+
+/// Requests per kind in the forgot-password timing.
+const FORGOT_SAMPLES: usize = 100;
+
+/// `POST /api/v1/auth/password/forgot` for registered and for unknown addresses
+/// (API.md §11: the same time either way): [`FORGOT_SAMPLES`] of each, alternating, one
+/// connection, each address asked once; prints the median and p90 of both kinds.
+fn forgot_timing(address: &str, run: &str, label: &str) -> anyhow::Result<()> {
+    let known: Vec<String> = (0..FORGOT_SAMPLES)
+        .map(|n| {
+            let name = format!("{run}_f{n}");
+            register(address, &name).map(|_| format!("{name}@example.com"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let client = Client::new();
+    let mut times = [Vec::new(), Vec::new()];
+    for (n, known_address) in known.iter().enumerate() {
+        let unknown_address = format!("{run}_nobody{n}@example.com");
+        for (kind, email) in [(0, known_address), (1, &unknown_address)] {
+            let started = Instant::now();
+            let answer = client
+                .post(format!("{address}/api/v1/auth/password/forgot"))
+                .json(&serde_json::json!({ "email": email }))
+                .send()?;
+            let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+            anyhow::ensure!(
+                answer.status().as_u16() == 202,
+                "forgot: {}",
+                answer.status()
+            );
+            times[kind].push(elapsed);
+        }
+    }
+    for (kind, mut samples) in ["registered", "unknown"].into_iter().zip(times) {
+        samples.sort_by(f64::total_cmp);
+        let at = |fraction: f64| samples[((samples.len() - 1) as f64 * fraction).round() as usize];
+        report(
+            &format!("POST /auth/password/forgot, {kind} address, {label}, median (ms)"),
+            at(0.5),
+            "ms",
+        );
+        report(
+            &format!("POST /auth/password/forgot, {kind} address, {label}, p90 (ms)"),
+            at(0.9),
+            "ms",
+        );
     }
     Ok(())
 }

@@ -9,7 +9,8 @@
 //! Code map: [`settings`] and [`logging`] (start-up), [`commands`] (what `serve`,
 //! `migrate` and `keys rotate` do), [`engine`] (wasmtime and the compiled-component
 //! cache), [`instances`] and [`state`] (one store and instance per request), [`server`]
-//! (hyper; request ids, the access log and `/metrics`, with `metrics` and `request_id`),
+//! (hyper; request ids, the access log and `/metrics`, with `metrics` and `request_id`;
+//! `admission` queues the requests that hash a password),
 //! [`api`] (typed calls into the component), [`mail`] (delivering the outbox),
 //! and the imports: [`db`], [`wasi_config`], [`clock`].
 
@@ -25,6 +26,7 @@ pub mod logging;
 pub mod settings;
 pub mod state;
 
+mod admission;
 mod clock;
 mod mail;
 mod metrics;

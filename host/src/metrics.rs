@@ -23,6 +23,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::admission::Admission;
 use crate::db::Database;
 use crate::engine::MAX_INSTANCES;
 use crate::instances::Instances;
@@ -102,6 +103,18 @@ impl Metrics {
             logins,
             routes,
         })
+    }
+
+    /// The queue of requests that hash a password: how many wait now.
+    pub fn register_admission(&self, admission: &Arc<Admission>) -> anyhow::Result<()> {
+        let queue = Arc::clone(admission);
+        self.registry.register(Box::new(PullingGauge::new(
+            "portcullis_hash_queue_waiting",
+            "Requests that hash a password waiting for a core now (PORTCULLIS_HASH_QUEUE \
+             bounds it).",
+            Box::new(move || queue.waiting() as f64),
+        )?))?;
+        Ok(())
     }
 
     /// The route label of `path`.

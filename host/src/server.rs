@@ -25,7 +25,8 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{
     ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue,
-    REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+    REFERRER_POLICY, RETRY_AFTER, STRICT_TRANSPORT_SECURITY, WWW_AUTHENTICATE,
+    X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -33,13 +34,14 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::Instrument as _;
 use wasmtime::bail;
 use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::admission::{Admission, QueueFull};
 use crate::db::Database;
 use crate::instances::Instances;
 use crate::metrics::{self, Metrics, Routes};
@@ -73,12 +75,13 @@ struct Connection {
     local: SocketAddr,
 }
 
-/// What the server adds around the component: metrics, and the answers it makes
-/// itself (`/metrics`, 500).
+/// What the server adds around the component: metrics, the admission of requests that
+/// hash a password, and the answers it makes itself (`/metrics`, 500, 503).
 pub struct Observability {
     metrics: Metrics,
     metrics_token: Option<MetricsToken>,
     https_public_url: bool,
+    admission: Arc<Admission>,
 }
 
 impl Observability {
@@ -95,10 +98,16 @@ impl Observability {
         let routes = Routes::from_openapi(&document)
             .context("reading the routes of the component's /openapi.json")?;
         let metrics = Metrics::new(routes, instances, database, host.database.max_connections)?;
+        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        let admission = Admission::from_openapi(&document, cores, host.hash_queue)
+            .context("reading the password-hashing operations of the component's /openapi.json")?;
+        let admission = Arc::new(admission);
+        metrics.register_admission(&admission)?;
         Ok(Self {
             metrics,
             metrics_token: host.metrics_token.clone(),
             https_public_url: host.https_public_url,
+            admission,
         })
     }
 
@@ -129,7 +138,7 @@ async fn openapi_document(instances: &Instances) -> anyhow::Result<Bytes> {
             local: HOST_ITSELF,
         },
     );
-    let response = run_component(instances, request).await?;
+    let response = run_component(instances, request, None).await?;
     let status = response.status();
     anyhow::ensure!(status == StatusCode::OK, "the component answered {status}");
     let body = response
@@ -253,7 +262,7 @@ async fn handle(
     let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or("?"));
     let method = request.method().clone();
     let route = server.observability.route(request.uri().path());
-    let mut response = answer(server, request, connection)
+    let mut response = answer(server, request, connection, route)
         .instrument(span.clone())
         .await;
     response
@@ -278,18 +287,28 @@ async fn handle(
     response
 }
 
-/// The host's own answer, or the component's.
+/// The host's own answer, or the component's (after its turn, for a request that hashes
+/// a password: see `admission`).
 async fn answer(
     server: &Server,
     mut request: Request<Incoming>,
     connection: Connection,
+    route: &str,
 ) -> Response<HyperOutgoingBody> {
     let observability = &server.observability;
     if let Some(token) = observability.intercepts(request.uri().path()) {
         return metrics_answer(observability, token, &request);
     }
+    let turn = if observability.admission.hashes(request.method(), route) {
+        match observability.admission.admit().await {
+            Ok(turn) => Some(turn),
+            Err(QueueFull) => return host_problem(observability, Problem::Busy),
+        }
+    } else {
+        None
+    };
     set_forwarding_headers(request.headers_mut(), connection);
-    match run_component(&server.instances, request).await {
+    match run_component(&server.instances, request, turn).await {
         Ok(response) => response,
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "request failed");
@@ -345,6 +364,8 @@ enum Problem {
     InvalidToken,
     MethodNotAllowed,
     Internal,
+    /// The queue of requests that hash a password is full.
+    Busy,
 }
 
 impl Problem {
@@ -375,6 +396,12 @@ impl Problem {
                 "Internal server error",
                 "An internal error occurred.",
             ),
+            Self::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                "Too many password checks are waiting; retry in a moment.",
+            ),
         }
     }
 
@@ -387,6 +414,7 @@ impl Problem {
                 r#"Bearer realm="portcullis", error="invalid_token""#,
             )),
             Self::MethodNotAllowed => Some((ALLOW, "GET")),
+            Self::Busy => Some((RETRY_AFTER, "1")),
             Self::Internal => None,
         }
     }
@@ -459,10 +487,12 @@ fn header_value(address: SocketAddr) -> HeaderValue {
 
 /// Hands the request to a fresh instance and waits for the response head; the body
 /// streams from the instance, which runs on in a task of its own (in the current span,
-/// so that its log lines carry the request id).
+/// so that its log lines carry the request id). The admission `turn`, if any, is held
+/// until the instance ends.
 async fn run_component<B>(
     instances: &Instances,
     request: Request<B>,
+    turn: Option<OwnedSemaphorePermit>,
 ) -> wasmtime::Result<Response<HyperOutgoingBody>>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -492,6 +522,7 @@ where
             .await;
             drop(store);
             drop(slot);
+            drop(turn);
             if let Err(error) = outcome {
                 log_instance_failure(&error);
             }

@@ -53,6 +53,7 @@ pub const HOST_KEYS: &[&str] = &[
     "db_max_connections",
     "metrics_token",
     "public_url",
+    "hash_queue",
     "log",
     "log_format",
     "jwt_secret",
@@ -373,7 +374,15 @@ pub struct HostSettings {
     /// Whether `PORTCULLIS_PUBLIC_URL` is `https://…`: the answers the host makes itself
     /// then carry `Strict-Transport-Security`, as the component's do.
     pub https_public_url: bool,
+    /// How many requests that hash a password may wait for a core
+    /// (`PORTCULLIS_HASH_QUEUE`); past that, 503 at once (see `admission`).
+    pub hash_queue: usize,
 }
+
+/// The default of `PORTCULLIS_HASH_QUEUE`: a burst of this many logins waits its turn.
+const DEFAULT_HASH_QUEUE: usize = 256;
+/// The largest `PORTCULLIS_HASH_QUEUE` (each waiting request holds a connection).
+const MAX_HASH_QUEUE: usize = 100_000;
 
 /// The bearer token `/metrics` requires (`PORTCULLIS_METRICS_TOKEN`). Only its SHA-256
 /// digest is kept, so no `Debug` or log line can show it; presented tokens are compared
@@ -448,11 +457,14 @@ impl HostSettings {
                 .map(MetricsToken::parse)
                 .transpose(),
         );
+        let hash_queue = problems.take(parse_hash_queue(settings));
         let cache_dir = settings
             .get("cache_dir")
             .map_or_else(|| data_dir.join("cache"), PathBuf::from);
-        match (listen, database, metrics_token) {
-            (Some(listen), Some(database), Some(metrics_token)) if problems.0.is_empty() => {
+        match (listen, database, metrics_token, hash_queue) {
+            (Some(listen), Some(database), Some(metrics_token), Some(hash_queue))
+                if problems.0.is_empty() =>
+            {
                 Ok(Self {
                     listen,
                     database,
@@ -462,11 +474,23 @@ impl HostSettings {
                     https_public_url: settings
                         .get("public_url")
                         .is_some_and(|url| url.starts_with("https://")),
+                    hash_queue,
                 })
             }
             _ => Err(Rejected { lines: problems.0 }),
         }
     }
+}
+
+fn parse_hash_queue(settings: &Settings) -> Result<usize, Rejected> {
+    let queue = settings.parse_or("hash_queue", DEFAULT_HASH_QUEUE, "number")?;
+    if queue > MAX_HASH_QUEUE {
+        return Err(Rejected::setting(
+            "hash_queue",
+            format!("must be between 0 and {MAX_HASH_QUEUE}"),
+        ));
+    }
+    Ok(queue)
 }
 
 fn default_listen() -> SocketAddr {

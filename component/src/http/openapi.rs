@@ -230,6 +230,15 @@ fn complete(mut operation: Operation, pattern: &str, method: &str) -> Operation 
     if !documentation {
         common.push(("503", "`unavailable`: the database cannot be reached."));
     }
+    if router::hashes_password(method, pattern) {
+        operation
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert(
+                router::HASHES_PASSWORD.to_string(),
+                serde_json::Value::Bool(true),
+            );
+    }
     let responses = &mut operation.responses.responses;
     for (status, description) in common {
         responses

@@ -1,5 +1,5 @@
 //! Errors as RFC 9457 `application/problem+json` answers, with the headers API.md §2
-//! asks for (`WWW-Authenticate` on 401, `Retry-After` on 429, `Allow` on 405).
+//! asks for (`WWW-Authenticate` on 401, `Retry-After` on 429 and 503, `Allow` on 405).
 
 use super::Response;
 use super::model::Problem;
@@ -7,6 +7,10 @@ use crate::error::Error;
 
 /// The media type of problem answers.
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// When a client should try again after a 503 (the database unreachable, or a lock or
+/// statement timeout).
+const UNAVAILABLE_RETRY_SECONDS: u32 = 5;
 
 /// The problem answer for an error.
 pub fn problem(error: &Error) -> Response {
@@ -24,6 +28,9 @@ pub fn problem(error: &Error) -> Response {
         ),
         Error::RateLimited { retry_after } => {
             response.with_header("retry-after", retry_after.to_string())
+        }
+        Error::Unavailable(_) => {
+            response.with_header("retry-after", UNAVAILABLE_RETRY_SECONDS.to_string())
         }
         Error::MethodNotAllowed { allow } => response.with_header("allow", *allow),
         _ => response,

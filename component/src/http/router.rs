@@ -298,6 +298,29 @@ const RATE_LIMITED_PREFIX: &str = "/api/v1/auth/";
 /// `/auth/password/reset` and count against the same limit (API.md §11).
 const RATE_LIMITED_PAGES: [&str; 2] = ["/verify-email", "/reset-password"];
 
+/// The endpoints whose requests may hash a password with Argon2id (tens of milliseconds
+/// of CPU each, and ~19 MiB of memory while it runs). `/openapi.json` marks them with
+/// [`HASHES_PASSWORD`] so that a host can admit them a few at a time (the native host
+/// runs at most one per core and queues the rest).
+pub const PASSWORD_HASHING_ENDPOINTS: [(&str, &str); 8] = [
+    ("POST", "/api/v1/auth/register"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/token"),
+    ("POST", "/api/v1/auth/password/reset"),
+    ("POST", "/reset-password"),
+    ("POST", "/api/v1/users/me/password"),
+    ("PATCH", "/api/v1/users/me"),
+    ("DELETE", "/api/v1/users/me"),
+];
+
+/// The OpenAPI extension (`true`) on the operations of [`PASSWORD_HASHING_ENDPOINTS`].
+pub const HASHES_PASSWORD: &str = "x-portcullis-hashes-password";
+
+/// True when requests with `method` to `pattern` may hash a password.
+pub fn hashes_password(method: &str, pattern: &str) -> bool {
+    PASSWORD_HASHING_ENDPOINTS.contains(&(method, pattern))
+}
+
 /// True when requests with `method` to `path` count against the per-IP rate limit.
 pub fn is_rate_limited(method: &str, path: &str) -> bool {
     method == "POST"

@@ -54,34 +54,70 @@ pub fn pool_options<DB: sqlx::Database>(max_connections: u32) -> PoolOptions<DB>
         .acquire_timeout(ACQUIRE_TIMEOUT)
 }
 
-/// A connection pool of one backend.
-pub struct SqlPool<DB: sqlx::Database>(Pool<DB>);
+/// The connection pools of one backend: one for statements that only read, one for
+/// those that write. On PostgreSQL and MySQL both are the same pool; SQLite writes
+/// through a pool of its own with one connection, so that writers queue in the host
+/// (first come, first served) instead of busy-waiting on the database file's lock.
+pub struct SqlPool<DB: sqlx::Database> {
+    reads: Pool<DB>,
+    writes: Pool<DB>,
+    /// Whether `reads` and `writes` are two pools.
+    split: bool,
+}
 
 impl<DB: sqlx::Database> Clone for SqlPool<DB> {
     fn clone(&self) -> Self {
-        Self(self.0.clone())
+        Self {
+            reads: self.reads.clone(),
+            writes: self.writes.clone(),
+            split: self.split,
+        }
     }
 }
 
 impl<DB: sqlx::Database> SqlPool<DB> {
-    /// Wraps a connected pool.
+    /// One pool for reads and writes alike.
     pub fn new(pool: Pool<DB>) -> Self {
-        Self(pool)
+        Self {
+            reads: pool.clone(),
+            writes: pool,
+            split: false,
+        }
     }
 
-    /// The sqlx pool, for migrations.
+    /// Reads through `reads`, writes through `writes`.
+    pub fn split(reads: Pool<DB>, writes: Pool<DB>) -> Self {
+        Self {
+            reads,
+            writes,
+            split: true,
+        }
+    }
+
+    /// The pool that writes, for migrations.
     pub fn inner(&self) -> &Pool<DB> {
-        &self.0
+        &self.writes
     }
 
     /// Closes every connection, waiting for those in use to be returned.
     pub async fn close(&self) {
-        self.0.close().await;
+        self.reads.close().await;
+        if self.split {
+            self.writes.close().await;
+        }
     }
 
     /// The connections open now, and how many of them are idle (for the metrics).
     pub fn connections(&self) -> (u32, usize) {
-        (self.0.size(), self.0.num_idle())
+        let (reads, writes) = (&self.reads, &self.writes);
+        if self.split {
+            (
+                reads.size() + writes.size(),
+                reads.num_idle() + writes.num_idle(),
+            )
+        } else {
+            (writes.size(), writes.num_idle())
+        }
     }
 }
 
@@ -95,9 +131,9 @@ where
     for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
 {
-    /// Runs a statement that returns rows.
+    /// Runs a statement that returns rows (the component's queries only read).
     pub async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, Error> {
-        let mut connection = self.0.acquire().await.map_err(to_store_error::<DB>)?;
+        let mut connection = self.reads.acquire().await.map_err(to_store_error::<DB>)?;
         let rows = bind::<DB>(sqlx::query(sql), params)
             .fetch_all(&mut *connection)
             .await
@@ -124,7 +160,7 @@ where
     /// Runs a statement and returns the rows it affected.
     pub async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, Error> {
         let result = bind::<DB>(sqlx::query(sql), params)
-            .execute(&self.0)
+            .execute(&self.writes)
             .await
             .map_err(to_store_error::<DB>)?;
         Ok(DB::rows_affected(&result))
@@ -134,7 +170,7 @@ where
     /// met rolls everything back.
     pub async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<u64>, Error> {
         let mut transaction = self
-            .0
+            .writes
             .begin_with(DB::BEGIN)
             .await
             .map_err(to_store_error::<DB>)?;

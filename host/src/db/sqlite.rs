@@ -1,5 +1,6 @@
 //! SQLite, the default database: a file created with its folder on first start, readable
-//! by its owner only, in WAL mode with foreign keys on and a 5 s busy timeout.
+//! by its owner only, in WAL mode with foreign keys on and a 5 s busy timeout; writes go
+//! through one connection, reads through a pool.
 
 use std::path::Path;
 use std::str::FromStr as _;
@@ -20,6 +21,13 @@ static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Every write of this host goes through one connection: SQLite takes one writer at a
+/// time anyway, and writers that queue for the connection wait their turn in order,
+/// where writers on several connections would retry the file's lock until the busy
+/// timeout (and log `database is locked` under load). Reads keep a pool of their own.
+/// The busy timeout remains for other processes on the same file.
+const WRITER_CONNECTIONS: u32 = 1;
+
 /// SQLite's primary result codes that mean "try again later".
 const SQLITE_BUSY: i32 = 5;
 const SQLITE_LOCKED: i32 = 6;
@@ -35,12 +43,19 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlPool<
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT);
     create_parent_folder(options.get_filename())?;
-    create_private_file(options.get_filename())?;
-    let pool = pool_options(max_connections)
+    if !is_in_memory(url) {
+        create_private_file(options.get_filename())?;
+    }
+    // The writer first: it creates the file and switches it to WAL for the readers.
+    let writes = pool_options(WRITER_CONNECTIONS)
+        .connect_with(options.clone())
+        .await
+        .context("opening the SQLite database")?;
+    let reads = pool_options(max_connections)
         .connect_with(options)
         .await
         .context("opening the SQLite database")?;
-    Ok(SqlPool::new(pool))
+    Ok(SqlPool::split(reads, writes))
 }
 
 fn create_parent_folder(database_file: &Path) -> anyhow::Result<()> {
@@ -51,10 +66,15 @@ fn create_parent_folder(database_file: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Whether `url` names a database in memory (`sqlite::memory:`, `…?mode=memory`).
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
 /// Creates the database file, if it does not exist yet, readable and writable by its
 /// owner only (0600). SQLite gives its `-wal` and `-shm` files the database file's mode.
 fn create_private_file(database_file: &Path) -> anyhow::Result<()> {
-    if database_file.as_os_str().is_empty() || database_file.as_os_str() == ":memory:" {
+    if database_file.as_os_str().is_empty() {
         return Ok(());
     }
     match crate::settings::write_private_file(database_file, "") {
