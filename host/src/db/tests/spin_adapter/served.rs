@@ -377,7 +377,12 @@ impl Drop for Scenario {
 
 /// The token of the verification link in a mail's text.
 fn link_token(text: &str, api: &str) -> String {
-    let prefix = format!("{api}/verify-email?token=");
+    page_link_token(text, api, "verify-email")
+}
+
+/// The token of the link to `page` (`verify-email`, `reset-password`) in a mail's text.
+fn page_link_token(text: &str, api: &str, page: &str) -> String {
+    let prefix = format!("{api}/{page}?token=");
     let start = text
         .find(&prefix)
         .unwrap_or_else(|| panic!("no link in {text:?}"))
@@ -532,4 +537,118 @@ async fn with_mail_log_off_the_mail_stays_in_the_outbox() {
     );
     let log = scenario.log();
     assert!(!log.contains("kept@example.com"), "{log}");
+}
+
+impl Scenario {
+    /// Sends `method path` with an optional bearer token and JSON body.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Json,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.api))
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// The next mail the webhook got for `to`, skipping others.
+    async fn next_mail_to(&mut self, to: &str) -> Json {
+        loop {
+            let delivery = self.next_delivery().await;
+            if delivery.body["to"] == to {
+                return delivery.body;
+            }
+        }
+    }
+}
+
+/// The account-security rules (API.md §11) hold on Spin too: a reset link, resolved by
+/// the relay's claim after the forgot answer, dies when the address changes; the change
+/// needs the current password and the old address is told; wrong current passwords are
+/// counted like failed logins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spin_artifact_keeps_the_account_security_rules() {
+    let mut scenario = Scenario::start(MailRoute::Webhook(StatusCode::OK)).await;
+    let api = scenario.api.clone();
+    let old_address = "spin.secure@example.com";
+    assert_eq!(
+        scenario.register("spin_secure", old_address).await.status(),
+        201
+    );
+    let mail = scenario.next_mail_to(old_address).await;
+    let token = link_token(mail["text"].as_str().unwrap_or_default(), &api);
+    assert_eq!(scenario.verify_email(&token).await.status(), 200);
+    let login: Json = scenario.login("spin_secure").await.json().await.unwrap();
+    let access = login["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let forgot = json!({ "email": old_address });
+    let answer = scenario
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/auth/password/forgot",
+            None,
+            &forgot,
+        )
+        .await;
+    assert_eq!(answer.status(), 202);
+    let mail = scenario.next_mail_to(old_address).await;
+    let text = mail["text"].as_str().unwrap_or_default();
+    let reset_token = page_link_token(text, &api, "reset-password");
+
+    let new_address = "spin.moved@example.com";
+    let me = "/api/v1/users/me";
+    let patch = reqwest::Method::PATCH;
+    let without = json!({ "email": new_address });
+    let answer = scenario
+        .call(patch.clone(), me, Some(&access), &without)
+        .await;
+    assert_eq!(answer.status(), 422);
+    let wrong = json!({ "email": new_address, "current_password": "Wrong-Guess-42" });
+    let answer = scenario
+        .call(patch.clone(), me, Some(&access), &wrong)
+        .await;
+    assert_eq!(answer.status(), 401);
+    let right = json!({ "email": new_address, "current_password": PASSWORD });
+    let answer = scenario.call(patch, me, Some(&access), &right).await;
+    assert_eq!(answer.status(), 200);
+    let notice = scenario.next_mail_to(old_address).await;
+    assert!(
+        !notice["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("token="),
+        "the notice to the old address carries no link: {notice}"
+    );
+
+    let reset = json!({ "token": reset_token, "new_password": "Spin-Relay-43" });
+    let answer = scenario
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/auth/password/reset",
+            None,
+            &reset,
+        )
+        .await;
+    assert_eq!(answer.status(), 400, "a reset link outlived its address");
+    let audit: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE event = 'login_failed' \
+         AND detail LIKE '%wrong_current_password%'",
+    )
+    .fetch_one(&mut scenario.database().await)
+    .await
+    .unwrap();
+    assert_eq!(
+        audit, 1,
+        "the wrong current password counted as a failed login"
+    );
 }
