@@ -30,9 +30,9 @@ fn main() -> anyhow::Result<()> {
         "# Portcullis foundation benchmark ({} cores)",
         available_cores()
     );
-    native_argon2();
+    let native_hash_ms = native_argon2();
     tokio::runtime::Runtime::new()?.block_on(in_component(workdir.path()))?;
-    http_rates(workdir.path())?;
+    http_rates(workdir.path(), native_hash_ms)?;
     Ok(())
 }
 
@@ -45,17 +45,16 @@ fn report(what: &str, value: f64, unit: &str) {
 }
 
 /// Argon2id (m = 19456 KiB, t = 2, p = 1) with the component's own code, compiled natively.
-fn native_argon2() {
+/// Returns the milliseconds per hash.
+fn native_argon2() -> f64 {
     let salt = [7u8; 16];
     let started = Instant::now();
     for _ in 0..HASHES {
         std::hint::black_box(portcullis_component::password::hash(PASSWORD, &salt).ok());
     }
-    report(
-        "argon2id hash, native (ms per hash)",
-        started.elapsed().as_secs_f64() * 1000.0 / f64::from(HASHES),
-        "ms",
-    );
+    let per_hash = started.elapsed().as_secs_f64() * 1000.0 / f64::from(HASHES);
+    report("argon2id hash, native (ms per hash)", per_hash, "ms");
+    per_hash
 }
 
 /// The host's own machinery on a fresh SQLite database: instantiation, and a login of an
@@ -168,7 +167,7 @@ async fn login_unknown_account(instances: &Instances) -> anyhow::Result<()> {
 
 /// For SQLite and each database named by `BENCH_POSTGRES_URL` / `BENCH_MYSQL_URL`:
 /// register, login and verify requests per second over HTTP against the real binary.
-fn http_rates(dir: &std::path::Path) -> anyhow::Result<()> {
+fn http_rates(dir: &std::path::Path, native_hash_ms: f64) -> anyhow::Result<()> {
     let seconds = env_or("BENCH_HTTP_SECONDS", 10);
     let connections = env_or("BENCH_HTTP_CONNECTIONS", 8);
     let mut databases = vec![("SQLite", format!("sqlite://{}/http.db", dir.display()))];
@@ -216,13 +215,149 @@ fn http_rates(dir: &std::path::Path) -> anyhow::Result<()> {
                 verify_rate,
                 "req/s",
             );
-            forgot_timing(&address, &run, label)
+            forgot_timing(&address, &run, label)?;
+            if label == "SQLite" {
+                login_bursts(
+                    &child,
+                    &address,
+                    &format!("{run}_0"),
+                    seconds,
+                    native_hash_ms,
+                )?;
+            }
+            Ok(())
         })();
         let _ = child.kill();
         let _ = child.wait();
         result?;
     }
     Ok(())
+}
+
+/// Client counts of the login bursts.
+const BURSTS: [u64; 3] = [8, 64, 200];
+
+/// One account logging in from 8, 64 and 200 clients at once, each for `seconds`:
+/// logins per second against the bound the native hash sets (cores / hash time),
+/// latency percentiles, answers that were not a success, and the server's peak
+/// resident memory so far (VmHWM).
+fn login_bursts(
+    server: &Child,
+    address: &str,
+    login: &str,
+    seconds: u64,
+    native_hash_ms: f64,
+) -> anyhow::Result<()> {
+    let bound = available_cores() as f64 * 1000.0 / native_hash_ms;
+    report(
+        "login bound: cores / native hash time (logins/s)",
+        bound,
+        "/s",
+    );
+    for clients in BURSTS {
+        let run = timed_load(seconds, clients, |client, _, _| {
+            client
+                .post(format!("{address}/api/v1/auth/login"))
+                .json(&serde_json::json!({"login": login, "password": PASSWORD}))
+        });
+        let label = format!("login, {clients} clients");
+        report(&format!("{label}: logins/s"), run.rate, "/s");
+        report(
+            &format!("{label}: share of the bound"),
+            run.rate / bound,
+            "",
+        );
+        report(&format!("{label}: p50 (ms)"), run.percentile(0.50), "ms");
+        report(&format!("{label}: p99 (ms)"), run.percentile(0.99), "ms");
+        report(
+            &format!("{label}: answers not 2xx"),
+            run.failures as f64,
+            "",
+        );
+        report(
+            &format!("{label}: server peak RSS so far (MiB)"),
+            peak_rss_kib(server.id())? / 1024.0,
+            "MiB",
+        );
+    }
+    Ok(())
+}
+
+/// The peak resident set of process `pid` (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))?;
+    line.split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("bad VmHWM line {line:?}"))?
+        .parse::<f64>()
+        .map_err(Into::into)
+}
+
+/// What [`timed_load`] saw.
+struct LoadRun {
+    rate: f64,
+    latencies_ms: Vec<f64>,
+    failures: u64,
+}
+
+impl LoadRun {
+    fn percentile(&self, fraction: f64) -> f64 {
+        if self.latencies_ms.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies_ms.len() - 1) as f64 * fraction).round() as usize;
+        self.latencies_ms[index]
+    }
+}
+
+/// Like [`load`], but keeps every answer's latency (successes and failures alike) and
+/// counts failures instead of refusing them. A request that is still running when the
+/// time is up finishes and counts.
+fn timed_load(
+    seconds: u64,
+    connections: u64,
+    make: impl Fn(&Client, u64, u64) -> RequestBuilder + Sync,
+) -> LoadRun {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds.max(1));
+    let latencies = std::sync::Mutex::new(Vec::new());
+    let failures = AtomicU64::new(0);
+    let successes = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for worker in 0..connections {
+            let (make, latencies, failures, successes) = (&make, &latencies, &failures, &successes);
+            scope.spawn(move || {
+                let Ok(client) = Client::builder().timeout(Duration::from_secs(60)).build() else {
+                    return;
+                };
+                let mut mine = Vec::new();
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let sent = Instant::now();
+                    let ok = matches!(make(&client, worker, n).send(), Ok(answer) if answer.status().is_success());
+                    mine.push(sent.elapsed().as_secs_f64() * 1000.0);
+                    let counter = if ok { successes } else { failures };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Ok(mut all) = latencies.lock() {
+                    all.extend(mine);
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut latencies_ms = latencies.into_inner().unwrap_or_default();
+    latencies_ms.sort_by(f64::total_cmp);
+    LoadRun {
+        rate: successes.load(Ordering::Relaxed) as f64 / elapsed,
+        latencies_ms,
+        failures: failures.load(Ordering::Relaxed),
+    }
 }
 
 /// Requests per kind in the forgot-password timing.
