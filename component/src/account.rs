@@ -101,6 +101,17 @@ fn find_token(app: &App<'_>, token: &str, kind: Kind) -> Result<Option<User>, Er
         .filter(|user| user.is_active && user.email == address))
 }
 
+/// Whether `token` is a live verification token ([`find_token`]); spends nothing. The
+/// link's page shows its form only then.
+pub fn verification_token_is_live(app: &App<'_>, token: &str) -> Result<bool, Error> {
+    Ok(find_token(app, token, Kind::VerifyEmail)?.is_some())
+}
+
+/// Whether `token` is a live reset token ([`find_token`]); spends nothing.
+pub fn reset_token_is_live(app: &App<'_>, token: &str) -> Result<bool, Error> {
+    Ok(find_token(app, token, Kind::ResetPassword)?.is_some())
+}
+
 /// Locks the account's row for the rest of the batch, on the condition that its address
 /// is still `address` and it is active: the first statement of every batch that spends a
 /// mailed token, so that it takes turns with profile and password changes (one lock

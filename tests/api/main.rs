@@ -78,6 +78,7 @@ mod openapi;
 mod outage;
 mod register;
 mod revocation;
+mod rough_edges;
 mod scale;
 mod security;
 mod sessions;
@@ -105,6 +106,7 @@ const MODULES: &[Module] = &[
     ("outage", outage::tests),
     ("register", register::tests),
     ("revocation", revocation::tests),
+    ("rough_edges", rough_edges::tests),
     ("scale", scale::tests),
     ("security", security::tests),
     ("sessions", sessions::tests),

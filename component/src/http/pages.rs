@@ -1,7 +1,8 @@
 //! The two small HTML pages that mail links open (API.md §6): `/verify-email` and
-//! `/reset-password`. A `GET` only shows a form (mail scanners that fetch links must not
-//! spend tokens); the form's `POST` spends the token. The pages carry a strict
-//! Content-Security-Policy (no script at all; only their own inline style, by hash).
+//! `/reset-password`. A `GET` only shows a form, and only while its token is live (mail
+//! scanners that fetch links must not spend tokens); the form's `POST` spends the token.
+//! The pages carry a strict Content-Security-Policy (no script at all; only their own
+//! inline style, by hash).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -98,6 +99,11 @@ fn field(fields: &[(String, String)], name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// What a verification link's page says once its token is no longer live.
+const SPENT_VERIFICATION_LINK: &str = "This verification link is invalid, expired or already used.";
+/// What a reset link's page says once its token is no longer live.
+const SPENT_RESET_LINK: &str = "This reset link is invalid, expired or already used.";
+
 fn hidden_token(token: &str) -> String {
     format!(
         "<input type=\"hidden\" name=\"token\" value=\"{}\">",
@@ -105,12 +111,14 @@ fn hidden_token(token: &str) -> String {
     )
 }
 
-/// The page a verification link opens: a form that spends the token when submitted.
+/// The page a verification link opens: a form that spends the token when submitted,
+/// or, when the token is no longer live, a page that says so (and no form).
 #[utoipa::path(get, path = "/verify-email", tag = "pages", operation_id = "verify_email_page",
     params(("token" = Option<String>, Query, description = "The token of the mailed link.")),
     responses(
         (status = 200, description = "The form.", content_type = "text/html"),
-        (status = 400, description = "The link has no token.", content_type = "text/html"),
+        (status = 400, description = "The link has no token, or it is invalid, expired or \
+            used.", content_type = "text/html"),
     ))]
 pub fn verify_email_form(context: &Context<'_>) -> Result<Response, Error> {
     let token = query_token(context.request);
@@ -120,6 +128,9 @@ pub fn verify_email_form(context: &Context<'_>) -> Result<Response, Error> {
             "Verify your email address",
             "This link has no token.",
         ));
+    }
+    if !account::verification_token_is_live(context.app, &token)? {
+        return Ok(message(400, "Link not valid", SPENT_VERIFICATION_LINK));
     }
     Ok(page(
         200,
@@ -154,11 +165,9 @@ pub fn verify_email(context: &Context<'_>) -> Result<Response, Error> {
                 user.username
             ),
         )),
-        Err(Error::InvalidVerificationToken) => Ok(message(
-            400,
-            "Link not valid",
-            "This verification link is invalid, expired or already used.",
-        )),
+        Err(Error::InvalidVerificationToken) => {
+            Ok(message(400, "Link not valid", SPENT_VERIFICATION_LINK))
+        }
         Err(other) => Err(other),
     }
 }
@@ -179,12 +188,14 @@ fn reset_form(token: &str, errors: &[String]) -> String {
     )
 }
 
-/// The page a password-reset link opens: a form for the new password.
+/// The page a password-reset link opens: a form for the new password, or, when the
+/// token is no longer live, a page that says so (and no form).
 #[utoipa::path(get, path = "/reset-password", tag = "pages", operation_id = "reset_password_page",
     params(("token" = Option<String>, Query, description = "The token of the mailed link.")),
     responses(
         (status = 200, description = "The form.", content_type = "text/html"),
-        (status = 400, description = "The link has no token.", content_type = "text/html"),
+        (status = 400, description = "The link has no token, or it is invalid, expired or \
+            used.", content_type = "text/html"),
     ))]
 pub fn reset_password_form(context: &Context<'_>) -> Result<Response, Error> {
     let token = query_token(context.request);
@@ -194,6 +205,9 @@ pub fn reset_password_form(context: &Context<'_>) -> Result<Response, Error> {
             "Reset your password",
             "This link has no token.",
         ));
+    }
+    if !account::reset_token_is_live(context.app, &token)? {
+        return Ok(message(400, "Link not valid", SPENT_RESET_LINK));
     }
     Ok(page(200, "Reset your password", &reset_form(&token, &[])))
 }
@@ -229,11 +243,7 @@ pub fn reset_password(context: &Context<'_>) -> Result<Response, Error> {
             "Password changed",
             "Your password was changed and every session was signed out. Sign in again.",
         )),
-        Err(Error::InvalidResetToken) => Ok(message(
-            400,
-            "Link not valid",
-            "This reset link is invalid, expired or already used.",
-        )),
+        Err(Error::InvalidResetToken) => Ok(message(400, "Link not valid", SPENT_RESET_LINK)),
         Err(Error::Validation(errors)) => {
             let messages: Vec<String> = errors.into_iter().map(|error| error.message).collect();
             Ok(page(

@@ -1,0 +1,59 @@
+//! The rough edges of #20: a spent link's page says so instead of showing its form,
+//! SMTP mail carries `Message-ID` and `Date`, and `listening on` is a log line too (in
+//! JSON as in text).
+
+use crate::account::post_form;
+use crate::mail::{SmtpSink, mailing_app, private_database, user_with_verification_mail};
+use crate::support::TestApp;
+
+api_tests! {
+    /// Once its token is spent, the verification link's page has no form any more.
+    fn a_spent_verification_link_shows_no_form() {
+        let database = private_database();
+        let sink = SmtpSink::start();
+        let app = mailing_app(&database, &sink, &[]);
+        let (_, _, token) = user_with_verification_mail(&app, &sink);
+        let live = app.get(&format!("/verify-email?token={token}"));
+        assert_eq!(live.status(), 200);
+        assert!(live.text().expect("page").contains("<form"));
+
+        assert_eq!(post_form(&app, "/verify-email", &[("token", &token)]).status(), 200);
+        let spent = app.get(&format!("/verify-email?token={token}"));
+        assert_eq!(spent.status(), 400);
+        let page = spent.text().expect("page");
+        assert!(!page.contains("<form"), "{page}");
+        assert!(page.contains("already used"), "{page}");
+
+        let unknown = app.get("/reset-password?token=no-such-token");
+        assert_eq!(unknown.status(), 400);
+        assert!(!unknown.text().expect("page").contains("<form"));
+    }
+
+    /// Mail over SMTP has a `Date` and a `Message-ID` (receivers mark mail without one
+    /// as spam).
+    fn smtp_mail_has_a_message_id_and_a_date() {
+        let database = private_database();
+        let sink = SmtpSink::start();
+        let app = mailing_app(&database, &sink, &[]);
+        let (email, _, _) = user_with_verification_mail(&app, &sink);
+        let mail = sink.wait_for(&email);
+        let message_id = mail.header("Message-ID").expect("a Message-ID");
+        assert!(
+            message_id.starts_with('<') && message_id.ends_with("@localhost>"),
+            "{message_id}"
+        );
+        assert!(mail.header("Date").is_some(), "a Date");
+    }
+
+    /// `listening on http://ADDR` is also a line of the JSON log.
+    fn listening_on_is_a_json_log_line() {
+        let app = TestApp::spawn_with(&[("PORTCULLIS_LOG_FORMAT", "json")]);
+        let address = app.address.clone();
+        let output = app.output();
+        let logged = output
+            .lines()
+            .filter(|line| line.starts_with("[stderr] {"))
+            .any(|line| line.contains(&format!("\"message\":\"listening on {address}\"")));
+        assert!(logged, "{output}");
+    }
+}
