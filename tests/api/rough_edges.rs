@@ -1,6 +1,6 @@
 //! The rough edges of #20: a spent link's page says so instead of showing its form,
-//! SMTP mail carries `Message-ID` and `Date`, and `listening on` is a log line too (in
-//! JSON as in text).
+//! SMTP mail carries `Message-ID` and `Date`, `listening on` is a log line too (in JSON
+//! as in text), and `trace` logging leaves the compiler's traces out.
 
 use crate::account::post_form;
 use crate::mail::{SmtpSink, mailing_app, private_database, user_with_verification_mail};
@@ -55,5 +55,29 @@ api_tests! {
             .filter(|line| line.starts_with("[stderr] {"))
             .any(|line| line.contains(&format!("\"message\":\"listening on {address}\"")));
         assert!(logged, "{output}");
+    }
+
+    /// `PORTCULLIS_LOG=trace` on a first start (the component compiled anew) keeps the
+    /// compiler's and the runtime's traces out: they come only when named.
+    fn trace_logging_leaves_the_compiler_out_unless_named() {
+        let cache = tempfile::tempdir().expect("tempdir");
+        let cache_dir = cache.path().display().to_string();
+        let app = TestApp::spawn_with(&[
+            ("PORTCULLIS_LOG", "trace"),
+            ("PORTCULLIS_CACHE_DIR", &cache_dir),
+        ]);
+        app.assert_healthy();
+        let output = app.output();
+        assert!(output.contains("compiling the component"), "a first start:\n{output}");
+        let compiler_lines = output
+            .lines()
+            .filter(|line| {
+                ["cranelift", "wasmtime", "regalloc2", "wasmparser"]
+                    .iter()
+                    .any(|target| line.contains(&format!(" {target}")))
+            })
+            .count();
+        assert_eq!(compiler_lines, 0, "{output}");
+        assert!(output.len() < 1_000_000, "{} bytes of log", output.len());
     }
 }
