@@ -213,22 +213,26 @@ pub fn claim_due_mail(app: &App<'_>, max: u32, lease_seconds: u32) -> Result<Vec
 }
 
 /// Turns queued reset requests into reset mails for the active accounts they name; the
-/// others are dropped silently. Each request is taken by deleting it in the batch that
-/// mails it, so two hosts never resolve one twice.
+/// others are dropped silently, and so are requests older than a reset link's lifetime
+/// (no worker ran meanwhile: a link mailed that late would only confuse). Each request is
+/// taken by deleting it in the batch that mails it, so two hosts never resolve one twice.
 fn resolve_reset_requests(app: &App<'_>) -> Result<(), Error> {
     let requests = app.db.query(
-        "SELECT id, email, ip_address FROM reset_requests ORDER BY requested_at, id LIMIT ?",
+        "SELECT id, email, ip_address, requested_at FROM reset_requests \
+         ORDER BY requested_at, id LIMIT ?",
         &[integer(RESOLVE_BATCH)],
     )?;
+    let stale_before = app.now() - Kind::ResetPassword.token_lifetime();
     for request in requests {
         let id = request.text(0)?;
         let email = request.text(1)?;
         let ip = request.optional_text(2)?;
+        let stale = request.integer(3)? <= stale_before;
         let mut statements = vec![Statement {
             expect_rows: Some(1),
             ..statement("DELETE FROM reset_requests WHERE id = ?", vec![text(&id)])
         }];
-        let user = users::find_by_login(app, &email)?.filter(|user| user.is_active);
+        let user = users::find_by_login(app, &email)?.filter(|user| user.is_active && !stale);
         if let Some(user) = user
             && mail::may_send(app, &user.email, Kind::ResetPassword)?
         {
@@ -1037,6 +1041,22 @@ mod tests {
             reset_mails.len(),
             1,
             "only the one mailed while it was active"
+        );
+    }
+
+    #[test]
+    fn a_reset_request_no_worker_resolved_in_time_is_dropped() {
+        let harness = Harness::new(&[]);
+        let app = harness.app();
+        signed_up(&harness);
+        forgot_password(&app, "john@example.com", &Client::default()).unwrap();
+        harness.env.advance(Kind::ResetPassword.token_lifetime());
+        assert!(claim_due_mail(&app, 10, 60).unwrap().is_empty());
+        assert!(
+            app.db
+                .query("SELECT id FROM reset_requests", &[])
+                .unwrap()
+                .is_empty()
         );
     }
 
