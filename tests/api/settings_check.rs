@@ -317,4 +317,24 @@ api_tests! {
             assert!(!errors[0].contains("timed out"), "{}", finished.stderr);
         }
     }
+
+    /// A database server's refusal is reported once, not repeated by each layer
+    /// (PostgreSQL and MySQL: SQLite creates its file).
+    fn a_missing_database_is_reported_once() {
+        let Some(url) = crate::backends::current().database_url else {
+            return;
+        };
+        let missing = crate::backends::with_database(&url, "portcullis_no_such_database");
+        let folder = tempfile::tempdir().expect("tempdir");
+        let finished = run(&["migrate"], folder.path(), &[("PORTCULLIS_DATABASE_URL", &missing)]);
+        assert_eq!(finished.code, Some(1), "{}", finished.stderr);
+        let errors = error_lines(&finished.stderr);
+        assert_eq!(errors.len(), 1, "{}", finished.stderr);
+        assert_eq!(
+            errors[0].matches("portcullis_no_such_database").count(),
+            1,
+            "{}",
+            finished.stderr
+        );
+    }
 }
