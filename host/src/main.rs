@@ -17,7 +17,9 @@ const EXIT_BAD_SETTINGS: u8 = 2;
 ///
 /// Settings come from PORTCULLIS_* environment variables and, with --config, from a
 /// TOML file whose keys are the variable names without the prefix, in lower case.
-/// The environment wins.
+/// The environment wins. Every command checks every setting first and reports all
+/// problems at once (exit code 2). Every setting with its default, every endpoint and
+/// every exit code: docs/reference.md in the source repository.
 #[derive(Parser)]
 #[command(name = "portcullis", version)]
 struct Cli {
@@ -31,7 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply pending migrations, then serve HTTP until SIGINT or SIGTERM.
+    /// Bind the listen address, apply pending migrations, then serve HTTP until SIGINT or
+    /// SIGTERM.
     Serve,
     /// Apply pending migrations and exit.
     Migrate,
