@@ -328,22 +328,56 @@ pub fn check(settings: &Settings) -> Result<(HostSettings, LogSettings), Rejecte
     }
 }
 
-/// `PORTCULLIS_ADMIN_USERNAME`, `_EMAIL` and `_PASSWORD`: all three or none.
+/// `PORTCULLIS_ADMIN_USERNAME`, `_EMAIL` and `_PASSWORD`: all three or none, and when
+/// all three, an account the registration rules accept (the component's own checks,
+/// with the password policy of the settings; the password is never shown).
 fn check_admin(settings: &Settings) -> Result<(), Rejected> {
-    let set = ["admin_username", "admin_email", "admin_password"]
-        .iter()
-        .filter(|key| settings.get(key).is_some())
-        .count();
-    if set == 0 || set == 3 {
-        return Ok(());
+    use portcullis_component::validation::{self, Identifiers};
+    let keys = ["admin_username", "admin_email", "admin_password"];
+    match keys.map(|key| settings.get(key)) {
+        [None, None, None] => Ok(()),
+        [Some(username), Some(email), Some(password)] => {
+            let Ok(component) = settings.component_settings() else {
+                // Reported with the component's settings.
+                return Ok(());
+            };
+            let mut errors = Vec::new();
+            validation::check_username(username, &mut errors);
+            let email = validation::check_email(email, &mut errors);
+            let identifiers = Identifiers {
+                username,
+                email: &email,
+            };
+            validation::check_password(password, &identifiers, &component, "password", &mut errors);
+            let lines: Vec<String> = errors
+                .into_iter()
+                .map(|error| {
+                    format!(
+                        "PORTCULLIS_ADMIN_{}: {}",
+                        error.field.to_uppercase(),
+                        error.message
+                    )
+                })
+                .collect();
+            if lines.is_empty() {
+                Ok(())
+            } else {
+                Err(Rejected { lines })
+            }
+        }
+        _ => Err(incomplete_admin()),
     }
-    Err(Rejected {
+}
+
+/// The line about an incomplete admin trio.
+fn incomplete_admin() -> Rejected {
+    Rejected {
         lines: vec![
             "PORTCULLIS_ADMIN_USERNAME, PORTCULLIS_ADMIN_EMAIL and PORTCULLIS_ADMIN_PASSWORD \
              must be set together"
                 .into(),
         ],
-    })
+    }
 }
 
 /// The problems found so far.

@@ -337,4 +337,31 @@ api_tests! {
             finished.stderr
         );
     }
+
+    /// The bootstrap admin is checked with the registration rules before anything is
+    /// touched, and its password is never shown.
+    fn a_bad_bootstrap_admin_is_refused_before_anything_is_touched() {
+        let folder = tempfile::tempdir().expect("tempdir");
+        let finished = run(
+            &["serve"],
+            folder.path(),
+            &[
+                ("PORTCULLIS_ADMIN_USERNAME", "12345"),
+                ("PORTCULLIS_ADMIN_EMAIL", "not-an-address"),
+                ("PORTCULLIS_ADMIN_PASSWORD", "Password123!"),
+            ],
+        );
+        assert_eq!(finished.code, Some(2), "{}", finished.stderr);
+        let errors = error_lines(&finished.stderr);
+        for variable in ["USERNAME", "EMAIL", "PASSWORD"] {
+            let prefix = format!("error: PORTCULLIS_ADMIN_{variable}: ");
+            assert!(
+                errors.iter().any(|line| line.starts_with(&prefix)),
+                "{prefix}:\n{}",
+                finished.stderr
+            );
+        }
+        assert!(!finished.stderr.contains("Password123!"), "{}", finished.stderr);
+        assert!(untouched(folder.path(), &[]));
+    }
 }
