@@ -215,6 +215,17 @@ fn http_rates(dir: &std::path::Path, native_hash_ms: f64) -> anyhow::Result<()> 
                 verify_rate,
                 "req/s",
             );
+            let refresh_rate = refresh_chains(&address, &format!("{run}_0"), seconds, connections)?;
+            report(
+                &format!("POST /api/v1/auth/refresh, {label}, {connections} chains (req/s)"),
+                refresh_rate,
+                "req/s",
+            );
+            report(
+                &format!("POST /api/v1/auth/refresh, {label}, per core (req/s)"),
+                refresh_rate / available_cores() as f64,
+                "req/s",
+            );
             forgot_timing(&address, &run, label)?;
             if label == "SQLite" {
                 login_bursts(
@@ -232,6 +243,53 @@ fn http_rates(dir: &std::path::Path, native_hash_ms: f64) -> anyhow::Result<()> 
         result?;
     }
     Ok(())
+}
+
+/// Refreshes per second: `chains` clients each log in once, then refresh over and over
+/// with the refresh token the previous answer gave (as a real client must), for
+/// `seconds`. Fails on any answer that is not a success.
+fn refresh_chains(address: &str, login: &str, seconds: u64, chains: u64) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds.max(1));
+    let refreshes = AtomicU64::new(0);
+    let outcomes: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..chains)
+            .map(|_| {
+                let refreshes = &refreshes;
+                scope.spawn(move || -> anyhow::Result<()> {
+                    let client = Client::new();
+                    let login = serde_json::json!({"login": login, "password": PASSWORD});
+                    let mut grant: serde_json::Value = client
+                        .post(format!("{address}/api/v1/auth/login"))
+                        .json(&login)
+                        .send()?
+                        .error_for_status()?
+                        .json()?;
+                    while Instant::now() < deadline {
+                        let body = serde_json::json!({"refresh_token": grant["refresh_token"]});
+                        grant = client
+                            .post(format!("{address}/api/v1/auth/refresh"))
+                            .json(&body)
+                            .send()?
+                            .error_for_status()?
+                            .json()?;
+                        refreshes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a refresh chain panicked")))
+            })
+            .collect()
+    });
+    outcomes.into_iter().collect::<anyhow::Result<()>>()?;
+    Ok(refreshes.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Client counts of the login bursts.
