@@ -899,14 +899,7 @@ mod tests {
         forgot_password(&app, "john@example.com", &Client::default()).unwrap();
         let reset_token = mailed_token(&harness, "/reset-password");
         change_email(&harness, &grant, "new@example.com", Some(PASSWORD)).unwrap();
-        assert_eq!(
-            verify_email(&app, &verify_token, &Client::default()),
-            Err(Error::InvalidVerificationToken)
-        );
-        assert_eq!(
-            reset_password(&app, &reset_token, NEW_PASSWORD, &Client::default()),
-            Err(Error::InvalidResetToken)
-        );
+        assert_both_refused(&app, &verify_token, &reset_token);
         // Changing back does not bring them back.
         harness.env.advance(120);
         change_email(&harness, &grant, "john@example.com", Some(PASSWORD)).unwrap();
@@ -1022,14 +1015,7 @@ mod tests {
                 &[text(&grant.user.id)],
             )
             .unwrap();
-        assert_eq!(
-            verify_email(&app, &verify_token, &Client::default()),
-            Err(Error::InvalidVerificationToken)
-        );
-        assert_eq!(
-            reset_password(&app, &reset_token, NEW_PASSWORD, &Client::default()),
-            Err(Error::InvalidResetToken)
-        );
+        assert_both_refused(&app, &verify_token, &reset_token);
         harness.env.advance(120);
         forgot_password(&app, "john@example.com", &Client::default()).unwrap();
         resolve_reset_requests(&app).unwrap();
@@ -1041,6 +1027,18 @@ mod tests {
             reset_mails.len(),
             1,
             "only the one mailed while it was active"
+        );
+    }
+
+    /// Neither mailed token works any more (and trying spends nothing).
+    fn assert_both_refused(app: &App<'_>, verify_token: &str, reset_token: &str) {
+        assert_eq!(
+            verify_email(app, verify_token, &Client::default()),
+            Err(Error::InvalidVerificationToken)
+        );
+        assert_eq!(
+            reset_password(app, reset_token, NEW_PASSWORD, &Client::default()),
+            Err(Error::InvalidResetToken)
         );
     }
 

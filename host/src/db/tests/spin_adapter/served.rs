@@ -82,6 +82,19 @@ struct Served {
 }
 
 impl Served {
+    /// Waits (at most `patience`) until every instance has ended, the relay's work
+    /// after the response included.
+    async fn settled(&self, patience: Duration) {
+        let deadline = tokio::time::Instant::now() + patience;
+        while self.running.load(Ordering::SeqCst) > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the artifact is still running"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn new(settings: HashMap<String, String>, database_file: &Path) -> Self {
         let engine = Engine::new(&Config::new()).unwrap();
         let component = Component::from_file(&engine, artifact()).unwrap();
@@ -350,14 +363,7 @@ impl Scenario {
     /// Waits until every instance has ended, the relay's work after the response
     /// included.
     async fn settled(&self) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while self.served.running.load(Ordering::SeqCst) > 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the artifact is still running"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.served.settled(PATIENCE).await;
     }
 
     /// What the artifact wrote to Spin's log so far.

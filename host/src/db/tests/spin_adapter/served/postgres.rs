@@ -6,8 +6,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 use sqlx::{Connection as _, Executor as _, PgConnection};
@@ -79,14 +77,7 @@ impl OnPostgres {
     /// Waits until every instance has ended, the relay's work after the response
     /// included.
     async fn settled(&self) {
-        let deadline = tokio::time::Instant::now() + POOL_PATIENCE;
-        while self.served.running.load(Ordering::SeqCst) > 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the artifact is still running"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.served.settled(POOL_PATIENCE).await;
     }
 
     fn log(&self) -> String {
