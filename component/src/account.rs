@@ -112,17 +112,31 @@ pub fn reset_token_is_live(app: &App<'_>, token: &str) -> Result<bool, Error> {
     Ok(find_token(app, token, Kind::ResetPassword)?.is_some())
 }
 
-/// Locks the account's row for the rest of the batch, on the condition that its address
-/// is still `address` and it is active: the first statement of every batch that spends a
-/// mailed token, so that it takes turns with profile and password changes (one lock
-/// order everywhere) and fails when the address changed meanwhile.
-fn lock_account_at(user: &User, address: &str, set: &str, values: Vec<Value>) -> Statement {
+/// What a batch requires of the account row it locks first (see [`lock_account`]).
+#[derive(Clone, Copy)]
+enum Still<'a> {
+    /// The account is active and its address is still this one: spending a token mailed
+    /// there.
+    At(&'a str),
+    /// Its password hash is still the one the caller checked a password against.
+    HashedAs(&'a str),
+}
+
+/// Locks the account's row for the rest of the batch, setting `set` (with `values`), on
+/// the condition `still`: the first statement of every batch that spends a mailed token
+/// or acts on a password just checked, so that such batches take turns (one lock order
+/// everywhere) and fail when the account changed between the check and the write.
+fn lock_account(user: &User, still: Still<'_>, set: &str, values: Vec<Value>) -> Statement {
+    let (condition, value) = match still {
+        Still::At(address) => ("email = ? AND is_active = 1", address),
+        Still::HashedAs(hash) => ("password_hash = ?", hash),
+    };
     let mut params = values;
-    params.extend([text(&user.id), text(address)]);
+    params.extend([text(&user.id), text(value)]);
     Statement {
         expect_rows: Some(1),
         ..statement(
-            &format!("UPDATE users SET {set} WHERE id = ? AND email = ? AND is_active = 1"),
+            &format!("UPDATE users SET {set} WHERE id = ? AND {condition}"),
             params,
         )
     }
@@ -154,9 +168,9 @@ pub fn verify_email(app: &App<'_>, token: &str, client: &Client) -> Result<User,
     let user = find_token(app, token, Kind::VerifyEmail)?.ok_or(Error::InvalidVerificationToken)?;
     let now = app.now();
     let result = app.db.batch(vec![
-        lock_account_at(
+        lock_account(
             &user,
-            &user.email,
+            Still::At(&user.email),
             "email_verified = 1, updated_at = ?",
             vec![integer(now)],
         ),
@@ -294,9 +308,9 @@ pub fn reset_password(
     check_new_password(app, &user, new_password, "new_password")?;
     let hash = hash_password(app, new_password)?;
     let result = app.db.batch(vec![
-        lock_account_at(
+        lock_account(
             &user,
-            &user.email,
+            Still::At(&user.email),
             "password_hash = ?, email_verified = 1, updated_at = ?",
             vec![text(hash), integer(app.now())],
         ),
@@ -318,21 +332,6 @@ pub fn reset_password(
     }
 }
 
-/// Locks the account's row for the rest of the batch, on the condition that its password
-/// is still the one `user` was read with: a batch that acts on a password just checked
-/// fails when the password changed meanwhile.
-fn lock_account_with_password(user: &User, set: &str, values: Vec<Value>) -> Statement {
-    let mut params = values;
-    params.extend([text(&user.id), text(&user.password_hash)]);
-    Statement {
-        expect_rows: Some(1),
-        ..statement(
-            &format!("UPDATE users SET {set} WHERE id = ? AND password_hash = ?"),
-            params,
-        )
-    }
-}
-
 /// `POST /api/v1/users/me/password`: needs the current password (wrong ones count for
 /// the login throttle); every other session is revoked and every reset token cancelled.
 pub fn change_password(
@@ -347,8 +346,9 @@ pub fn change_password(
     check_new_password(app, &user, new_password, "new_password")?;
     let hash = hash_password(app, new_password)?;
     let result = app.db.batch(vec![
-        lock_account_with_password(
+        lock_account(
             &user,
+            Still::HashedAs(&user.password_hash),
             "password_hash = ?, updated_at = ?",
             vec![text(hash), integer(app.now())],
         ),
@@ -580,7 +580,12 @@ pub fn delete_account(
     let user = users::find_by_id(app, &who.claims.sub)?.ok_or(Error::InvalidToken)?;
     auth::confirm_password(app, &user, password_given, client)?;
     let mut statements = vec![
-        lock_account_with_password(&user, "updated_at = updated_at", Vec::new()),
+        lock_account(
+            &user,
+            Still::HashedAs(&user.password_hash),
+            "updated_at = updated_at",
+            Vec::new(),
+        ),
         audit::record(
             app,
             audit::ACCOUNT_DELETED,
@@ -966,7 +971,12 @@ mod tests {
             )
             .unwrap();
         let result = app.db.batch(vec![
-            lock_account_at(&user, &user.email, "email_verified = 1", Vec::new()),
+            lock_account(
+                &user,
+                Still::At(&user.email),
+                "email_verified = 1",
+                Vec::new(),
+            ),
             spend_token(&app, &token),
         ]);
         assert_eq!(result, Err(StoreError::ConditionFailed(0)));

@@ -145,22 +145,16 @@ pub fn registration_conflict(error: StoreError) -> Error {
 pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Result<Grant, Error> {
     check_login_input(login, password)?;
     let ip = client.ip_address.as_deref();
-    let user = users::find_by_login(app, login)?;
-    let subject = abuse::login_subject(user.as_ref().map(|user| user.id.as_str()), login);
-    abuse::check_login_throttle(app, &subject, ip)?;
-    let Some(user) = user else {
+    let Some(user) = users::find_by_login(app, login)? else {
+        let subject = abuse::login_subject(None, login);
+        abuse::check_login_throttle(app, &subject, ip)?;
         password::verify_dummy(password);
         abuse::record_login_failure(app, &subject, ip)?;
         record_failure(app, None, client, "unknown_account")?;
         return Err(Error::InvalidCredentials);
     };
-    if !password::verify(password, &user.password_hash) {
-        abuse::record_login_failure(app, &subject, ip)?;
-        record_failure(app, Some(&user.id), client, "wrong_password")?;
-        return Err(Error::InvalidCredentials);
-    }
-    // Failures that raced this attempt may have reached the threshold meanwhile.
-    abuse::check_login_throttle(app, &subject, ip)?;
+    check_password(app, &user, password, client, "wrong_password")?;
+    let subject = abuse::login_subject(Some(&user.id), login);
     if !user.is_active {
         return Err(Error::AccountDisabled);
     }
@@ -251,6 +245,20 @@ pub fn confirm_password(
     given: &str,
     client: &Client,
 ) -> Result<(), Error> {
+    check_password(app, user, given, client, "wrong_current_password")
+}
+
+/// Checks `given` against the account's password under the login throttle: refused
+/// while the account must wait (before any Argon2 work), a wrong password counted and
+/// audited as `login_failed` with `reason`, and the throttle checked again after a
+/// correct one (failures that raced this attempt may have reached the threshold).
+fn check_password(
+    app: &App<'_>,
+    user: &User,
+    given: &str,
+    client: &Client,
+    reason: &str,
+) -> Result<(), Error> {
     let ip = client.ip_address.as_deref();
     let subject = abuse::login_subject(Some(&user.id), &user.username);
     abuse::check_login_throttle(app, &subject, ip)?;
@@ -258,10 +266,9 @@ pub fn confirm_password(
         !given.is_empty() && given.chars().count() <= crate::settings::PASSWORD_MAX_LENGTH;
     if !plausible || !password::verify(given, &user.password_hash) {
         abuse::record_login_failure(app, &subject, ip)?;
-        record_failure(app, Some(&user.id), client, "wrong_current_password")?;
+        record_failure(app, Some(&user.id), client, reason)?;
         return Err(Error::InvalidCredentials);
     }
-    // Failures that raced this attempt may have reached the threshold meanwhile.
     abuse::check_login_throttle(app, &subject, ip)
 }
 
