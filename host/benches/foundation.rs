@@ -364,17 +364,21 @@ struct LoadRun {
 
 impl LoadRun {
     fn percentile(&self, fraction: f64) -> f64 {
-        if self.latencies_ms.is_empty() {
-            return f64::NAN;
-        }
-        let index = ((self.latencies_ms.len() - 1) as f64 * fraction).round() as usize;
-        self.latencies_ms[index]
+        percentile(&self.latencies_ms, fraction)
     }
 }
 
-/// Like [`load`], but keeps every answer's latency (successes and failures alike) and
-/// counts failures instead of refusing them. A request that is still running when the
-/// time is up finishes and counts.
+/// The value at `fraction` (0 to 1) of `sorted`, NaN when it is empty.
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * fraction).round() as usize]
+}
+
+/// Runs `connections` keep-alive clients for `seconds` (as [`load`] does), keeping every
+/// answer's latency (successes and failures alike) and counting failures. A request that
+/// is still running when the time is up finishes and counts.
 fn timed_load(
     seconds: u64,
     connections: u64,
@@ -452,7 +456,7 @@ fn forgot_timing(address: &str, run: &str, label: &str) -> anyhow::Result<()> {
     }
     for (kind, mut samples) in ["registered", "unknown"].into_iter().zip(times) {
         samples.sort_by(f64::total_cmp);
-        let at = |fraction: f64| samples[((samples.len() - 1) as f64 * fraction).round() as usize];
+        let at = |fraction: f64| percentile(&samples, fraction);
         report(
             &format!("POST /auth/password/forgot, {kind} address, {label}, median (ms)"),
             at(0.5),
@@ -490,34 +494,9 @@ fn load(
     connections: u64,
     make: impl Fn(&Client, u64, u64) -> RequestBuilder + Sync,
 ) -> anyhow::Result<f64> {
-    let deadline = Instant::now() + Duration::from_secs(seconds.max(1));
-    let successes = AtomicU64::new(0);
-    let failures = AtomicU64::new(0);
-    std::thread::scope(|scope| {
-        for worker in 0..connections {
-            let (make, successes, failures) = (&make, &successes, &failures);
-            scope.spawn(move || {
-                let Ok(client) = Client::builder().build() else {
-                    return;
-                };
-                let mut n = 0;
-                while Instant::now() < deadline {
-                    n += 1;
-                    match make(&client, worker, n).send() {
-                        Ok(answer) if answer.status().is_success() => {
-                            successes.fetch_add(1, Ordering::Relaxed);
-                        }
-                        _ => {
-                            failures.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    let failed = failures.load(Ordering::Relaxed);
-    anyhow::ensure!(failed == 0, "{failed} requests failed");
-    Ok(successes.load(Ordering::Relaxed) as f64 / seconds.max(1) as f64)
+    let run = timed_load(seconds, connections, make);
+    anyhow::ensure!(run.failures == 0, "{} requests failed", run.failures);
+    Ok(run.rate)
 }
 
 fn env_or(name: &str, default: u64) -> u64 {

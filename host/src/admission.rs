@@ -10,7 +10,7 @@
 //! Which requests hash is the component's knowledge, not the host's: its
 //! `/openapi.json` marks those operations with `x-portcullis-hashes-password`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -23,8 +23,8 @@ const HASHES_PASSWORD: &str = "x-portcullis-hashes-password";
 
 /// The queue for the requests that hash a password.
 pub struct Admission {
-    /// `(METHOD, route template)` of the operations that hash.
-    hashing: HashSet<(String, String)>,
+    /// The methods that hash, by route template.
+    hashing: HashMap<String, Vec<Method>>,
     running: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_waiting: usize,
@@ -47,15 +47,16 @@ impl Admission {
         let paths = document["paths"]
             .as_object()
             .context("the OpenAPI document has no paths")?;
-        let hashing = paths
-            .iter()
-            .flat_map(|(template, item)| {
-                let operations = item.as_object().into_iter().flatten();
-                operations
-                    .filter(|(_, operation)| operation[HASHES_PASSWORD] == true)
-                    .map(move |(method, _)| (method.to_ascii_uppercase(), template.clone()))
-            })
-            .collect();
+        let mut hashing: HashMap<String, Vec<Method>> = HashMap::new();
+        for (template, item) in paths {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                if operation[HASHES_PASSWORD] == true {
+                    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                        .with_context(|| format!("{template}: bad method {method:?}"))?;
+                    hashing.entry(template.clone()).or_default().push(method);
+                }
+            }
+        }
         Ok(Self {
             hashing,
             running: Arc::new(Semaphore::new(concurrency.max(1))),
@@ -67,7 +68,8 @@ impl Admission {
     /// Whether a request with `method` to the route `template` hashes a password.
     pub fn hashes(&self, method: &Method, template: &str) -> bool {
         self.hashing
-            .contains(&(method.as_str().to_owned(), template.to_owned()))
+            .get(template)
+            .is_some_and(|methods| methods.contains(method))
     }
 
     /// Waits for a turn to run (first come, first served); the turn ends when the permit
