@@ -567,22 +567,6 @@ pub fn request_verification(app: &TestApp, access_token: &str) {
     json_body(response, 202);
 }
 
-/// Waits (at most `limit`) until the app's output contains `text`.
-fn wait_for_output(app: &TestApp, text: &str, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let output = app.output();
-        if output.contains(text) {
-            return output;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{text:?} not in the app's output within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// A port on 127.0.0.1 that nothing listens on (it was free a moment ago).
 pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -630,7 +614,7 @@ api_tests! {
                 ("PORTCULLIS_MAIL_FROM", "Mail Test <sender@mail-test.example>"),
             ],
         );
-        wait_for_output(&app, "STARTTLS when offered", STARTUP_LOG_DEADLINE);
+        app.wait_for_output("STARTTLS when offered", STARTUP_LOG_DEADLINE);
         let (user, access_token, _) = app.registered_user();
         request_verification(&app, &access_token);
 
@@ -671,12 +655,12 @@ api_tests! {
     fn without_smtp_the_mail_is_written_to_the_log() {
         let database = private_database();
         let app = TestApp::spawn_on(&database.url, &[("PORTCULLIS_PUBLIC_URL", PUBLIC_URL)]);
-        wait_for_output(&app, "PORTCULLIS_SMTP_URL is not set", STARTUP_LOG_DEADLINE);
+        app.wait_for_output("PORTCULLIS_SMTP_URL is not set", STARTUP_LOG_DEADLINE);
         let (user, access_token, _) = app.registered_user();
         request_verification(&app, &access_token);
 
         let marker = format!("{PUBLIC_URL}/verify-email?token=");
-        let output = wait_for_output(&app, &marker, MAIL_DEADLINE);
+        let output = app.wait_for_output(&marker, MAIL_DEADLINE);
         let line = output
             .lines()
             .find(|line| line.contains(&marker))
@@ -765,7 +749,7 @@ api_tests! {
         );
         let (user, access_token, _) = app.registered_user();
         request_verification(&app, &access_token);
-        wait_for_output(&app, "mail delivery failed", MAIL_DEADLINE);
+        app.wait_for_output("mail delivery failed", MAIL_DEADLINE);
         app.assert_healthy();
 
         let sink = SmtpSink::start_on(address);

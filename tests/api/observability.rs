@@ -134,22 +134,11 @@ fn is_generated(id: &str) -> bool {
 
 /// The log lines of the app (its standard error), once one holds `text`.
 fn log_lines_once_they_hold(app: &TestApp, text: &str) -> Vec<String> {
-    let deadline = Instant::now() + LOG_DEADLINE;
-    loop {
-        let output = app.output();
-        if output.contains(text) {
-            return output
-                .lines()
-                .filter_map(|line| line.strip_prefix("[stderr] "))
-                .map(str::to_owned)
-                .collect();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{text:?} not in the log within {LOG_DEADLINE:?}:\n{output}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    app.wait_for_output(text, LOG_DEADLINE)
+        .lines()
+        .filter_map(|line| line.strip_prefix("[stderr] "))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn string(value: &Value, field: &str) -> String {

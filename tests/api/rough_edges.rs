@@ -5,6 +5,7 @@
 use crate::account::post_form;
 use crate::mail::{SmtpSink, mailing_app, private_database, user_with_verification_mail};
 use crate::support::TestApp;
+use std::time::Duration;
 
 api_tests! {
     /// Once its token is spent, the verification link's page has no form any more.
@@ -48,12 +49,12 @@ api_tests! {
     /// `listening on http://ADDR` is also a line of the JSON log.
     fn listening_on_is_a_json_log_line() {
         let app = TestApp::spawn_with(&[("PORTCULLIS_LOG_FORMAT", "json")]);
-        let address = app.address.clone();
-        let output = app.output();
+        let json_message = format!("\"message\":\"listening on {}\"", app.address);
+        let output = app.wait_for_output(&json_message, Duration::from_secs(10));
         let logged = output
             .lines()
             .filter(|line| line.starts_with("[stderr] {"))
-            .any(|line| line.contains(&format!("\"message\":\"listening on {address}\"")));
+            .any(|line| line.contains(&json_message));
         assert!(logged, "{output}");
     }
 

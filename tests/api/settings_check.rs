@@ -137,13 +137,10 @@ api_tests! {
     fn an_unknown_variable_is_a_warning_with_the_closest_setting() {
         let app = TestApp::spawn_with(&[("PORTCULLIS_MAX_SESIONS", "3")]);
         app.assert_healthy();
-        let output = app.output();
-        assert!(
-            output.contains(
-                "PORTCULLIS_MAX_SESIONS is not a setting and is ignored \
-                 (did you mean PORTCULLIS_MAX_SESSIONS?)"
-            ),
-            "{output}"
+        app.wait_for_output(
+            "PORTCULLIS_MAX_SESIONS is not a setting and is ignored \
+             (did you mean PORTCULLIS_MAX_SESSIONS?)",
+            std::time::Duration::from_secs(10),
         );
     }
 

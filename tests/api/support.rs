@@ -245,6 +245,24 @@ impl TestApp {
         self.output.lock().unwrap().clone()
     }
 
+    /// Waits (at most `limit`) until the app's output contains `text`; returns it all.
+    /// The app's lines reach the test through reader threads, a moment after they are
+    /// written: a test that looks for a line it just caused waits for it this way.
+    pub fn wait_for_output(&self, text: &str, limit: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let output = self.output();
+            if output.contains(text) {
+                return output;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{text:?} not in the app's output within {limit:?}:\n{output}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, self.url(path))
     }
