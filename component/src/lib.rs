@@ -19,6 +19,7 @@ pub mod mail;
 pub mod password;
 pub mod ports;
 pub mod refresh;
+pub mod retention;
 pub mod sessions;
 pub mod settings;
 pub mod tokens;

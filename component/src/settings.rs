@@ -33,6 +33,8 @@ pub const KEYS: &[&str] = &[
     "public_url",
     "trusted_proxies",
     "cors_origins",
+    "session_retention",
+    "audit_retention_days",
 ];
 
 /// Which rules passwords follow (API.md §1 `PORTCULLIS_PASSWORD_POLICY`).
@@ -105,6 +107,11 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Origins allowed to call the API from a browser (CORS); `*` allows any.
     pub cors_origins: Vec<String>,
+    /// Seconds an ended session (and its refresh tokens) is kept; 0: until the next
+    /// retention round (`crate::retention`).
+    pub session_retention: u32,
+    /// Days an audit event is kept; 0 keeps every event.
+    pub audit_retention_days: u32,
 }
 
 impl Settings {
@@ -139,6 +146,8 @@ impl Settings {
             public_url: reader.public_url(),
             trusted_proxies: reader.trusted_proxies(),
             cors_origins: reader.list("cors_origins"),
+            session_retention: reader.number("session_retention", 604_800, 0, 315_360_000),
+            audit_retention_days: reader.number("audit_retention_days", 365, 0, 36_500),
         };
         if reader.problems.is_empty() {
             Ok(settings)
@@ -402,6 +411,19 @@ mod tests {
             })
         );
         assert_eq!(settings.password_policy, PasswordPolicy::Complex);
+        assert_eq!(settings.session_retention, 604_800);
+        assert_eq!(settings.audit_retention_days, 365);
+    }
+
+    #[test]
+    fn retention_settings_are_bounded_and_zero_is_allowed() {
+        let settings = parse(&[("session_retention", "0"), ("audit_retention_days", "0")]).unwrap();
+        assert_eq!((settings.session_retention, settings.audit_retention_days), (0, 0));
+        let problems =
+            parse(&[("session_retention", "-1"), ("audit_retention_days", "36501")]).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("PORTCULLIS_SESSION_RETENTION: "));
+        assert!(problems[1].starts_with("PORTCULLIS_AUDIT_RETENTION_DAYS: "));
     }
 
     #[test]

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_initial.sql"),
     include_str!("../../migrations/sqlite/0002_abuse_protection.sql"),
     include_str!("../../migrations/sqlite/0003_reset_requests.sql"),
+    include_str!("../../migrations/sqlite/0004_retention.sql"),
 ];
 
 /// SQLite in memory, with the schema of `migrations/sqlite`.
