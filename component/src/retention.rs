@@ -204,11 +204,35 @@ fn rules(app: &App<'_>, now: i64) -> Vec<Rule> {
         })
     };
     let mut rules = vec![
-        rule("sessions", "id", "expires_at <= ?", ended_before, session_tokens()),
-        rule("sessions", "id", "revoked_at <= ?", ended_before, session_tokens()),
+        rule(
+            "sessions",
+            "id",
+            "expires_at <= ?",
+            ended_before,
+            session_tokens(),
+        ),
+        rule(
+            "sessions",
+            "id",
+            "revoked_at <= ?",
+            ended_before,
+            session_tokens(),
+        ),
         rule("refresh_tokens", "token_hash", "expires_at <= ?", now, None),
-        rule("email_tokens", "token_hash", "used_at <= ?", now - DAY, None),
-        rule("email_tokens", "token_hash", "expires_at <= ?", now - DAY, None),
+        rule(
+            "email_tokens",
+            "token_hash",
+            "used_at <= ?",
+            now - DAY,
+            None,
+        ),
+        rule(
+            "email_tokens",
+            "token_hash",
+            "expires_at <= ?",
+            now - DAY,
+            None,
+        ),
         rule("outbox", "id", "sent_at <= ?", now - DAY, None),
         Rule {
             // Given up: unsent after the last attempt, or its link expired (see
@@ -225,7 +249,13 @@ fn rules(app: &App<'_>, now: i64) -> Vec<Rule> {
     ];
     let days = i64::from(app.settings.audit_retention_days);
     if days > 0 {
-        rules.push(rule("audit_events", "id", "at <= ?", now - days * DAY, None));
+        rules.push(rule(
+            "audit_events",
+            "id",
+            "at <= ?",
+            now - days * DAY,
+            None,
+        ));
     }
     rules
 }

@@ -418,9 +418,15 @@ mod tests {
     #[test]
     fn retention_settings_are_bounded_and_zero_is_allowed() {
         let settings = parse(&[("session_retention", "0"), ("audit_retention_days", "0")]).unwrap();
-        assert_eq!((settings.session_retention, settings.audit_retention_days), (0, 0));
-        let problems =
-            parse(&[("session_retention", "-1"), ("audit_retention_days", "36501")]).unwrap_err();
+        assert_eq!(
+            (settings.session_retention, settings.audit_retention_days),
+            (0, 0)
+        );
+        let problems = parse(&[
+            ("session_retention", "-1"),
+            ("audit_retention_days", "36501"),
+        ])
+        .unwrap_err();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("PORTCULLIS_SESSION_RETENTION: "));
         assert!(problems[1].starts_with("PORTCULLIS_AUDIT_RETENTION_DAYS: "));

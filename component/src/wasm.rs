@@ -430,6 +430,37 @@ impl wit_api::Guest for Component {
             .map(|user| to_wit_user(&user))
             .map_err(to_wit_error)
     }
+
+    fn prune(max_rows: u32, force: bool, later_by: u32) -> Result<wit_api::Pruned, wit_api::Error> {
+        let options = crate::retention::PruneOptions {
+            max_rows,
+            force,
+            later_by,
+        };
+        with_app(|app| crate::retention::prune(app, options))
+            .map(|pruned| wit_api::Pruned {
+                ran: pruned.ran,
+                removed: to_wit_table_rows(pruned.removed),
+                more: pruned.more,
+            })
+            .map_err(to_wit_error)
+    }
+
+    fn count_rows() -> Result<Vec<wit_api::TableRows>, wit_api::Error> {
+        with_app(crate::retention::count_rows)
+            .map(to_wit_table_rows)
+            .map_err(to_wit_error)
+    }
+}
+
+fn to_wit_table_rows(counts: Vec<(&'static str, u64)>) -> Vec<wit_api::TableRows> {
+    counts
+        .into_iter()
+        .map(|(table, rows)| wit_api::TableRows {
+            table: table.into(),
+            rows,
+        })
+        .collect()
 }
 
 fn to_client(client: wit_api::Client) -> Client {

@@ -1,6 +1,7 @@
 //! Typed calls into the component's `portcullis:auth/api` (wit/api.wit): the start-up
 //! settings check, mail delivery (`claim-mail`, `mail-sent`, `mail-failed`), key
-//! rotation and admin creation. Each call runs in an instance of its own.
+//! rotation, admin creation and retention (`prune`, `count-rows`). Each call runs in an
+//! instance of its own.
 //!
 //! The Rust types here mirror the WIT records and variants the host uses; wasmtime
 //! checks them against the component's when a function is looked up, and
@@ -59,6 +60,8 @@ const MAIL_FAILED: ApiFunction<(String, String, String), Returns<()>> =
 const ROTATE_SIGNING_KEY: ApiFunction<(), Returns<String>> = ApiFunction::new("rotate-signing-key");
 const CREATE_ADMIN: ApiFunction<(Registration, bool), Returns<Option<User>>> =
     ApiFunction::new("create-admin");
+const PRUNE: ApiFunction<(u32, bool, u32), Returns<Pruned>> = ApiFunction::new("prune");
+const COUNT_ROWS: ApiFunction<(), Returns<Vec<TableRows>>> = ApiFunction::new("count-rows");
 
 /// Checks that every function the host calls has the types the host expects.
 pub async fn check_types(instances: &Instances) -> wasmtime::Result<()> {
@@ -68,7 +71,9 @@ pub async fn check_types(instances: &Instances) -> wasmtime::Result<()> {
     MAIL_SENT.check(&mut instance)?;
     MAIL_FAILED.check(&mut instance)?;
     ROTATE_SIGNING_KEY.check(&mut instance)?;
-    CREATE_ADMIN.check(&mut instance)
+    CREATE_ADMIN.check(&mut instance)?;
+    PRUNE.check(&mut instance)?;
+    COUNT_ROWS.check(&mut instance)
 }
 
 /// What an account is registered with (`record registration`).
@@ -123,6 +128,28 @@ pub struct Mail {
     pub html_body: String,
     /// Failed attempts so far.
     pub attempts: u32,
+}
+
+/// A table and a number of its rows (`record table-rows`).
+#[derive(ComponentType, Lift, Clone, Debug, PartialEq, Eq)]
+#[component(record)]
+pub struct TableRows {
+    /// The table's name.
+    pub table: String,
+    /// How many rows.
+    pub rows: u64,
+}
+
+/// What one `prune` call did (`record pruned`).
+#[derive(ComponentType, Lift, Debug)]
+#[component(record)]
+pub struct Pruned {
+    /// False when no round was due or another host ran one: nothing was done.
+    pub ran: bool,
+    /// The rows deleted, per table.
+    pub removed: Vec<TableRows>,
+    /// A rule filled its batch: another round is due at once.
+    pub more: bool,
 }
 
 /// One rule a field broke (`record field-error`).
@@ -226,6 +253,11 @@ impl std::error::Error for ApiError {}
 /// component answered (`Ok`, with the component's own `result`).
 pub type Answer<T> = wasmtime::Result<Result<T, ApiError>>;
 
+/// An [`Answer`] as one error: the host's or the component's.
+pub fn answered<T>(answer: Answer<T>) -> anyhow::Result<T> {
+    Ok(answer??)
+}
+
 /// `check-settings`: one line per bad setting, naming it.
 pub async fn check_settings(instances: &Instances) -> wasmtime::Result<Result<(), Vec<String>>> {
     let (outcome,) = CHECK_SETTINGS.call(instances, ()).await?;
@@ -267,5 +299,23 @@ pub async fn create_admin(
 /// `rotate-signing-key`: the new key's `kid`.
 pub async fn rotate_signing_key(instances: &Instances) -> Answer<String> {
     let (outcome,) = ROTATE_SIGNING_KEY.call(instances, ()).await?;
+    Ok(outcome)
+}
+
+/// `prune`: one round of the retention rules, when due (or `force`) and no other host
+/// runs one; at most `max_rows` rows per rule, as if `later_by` seconds ahead.
+pub async fn prune(
+    instances: &Instances,
+    max_rows: u32,
+    force: bool,
+    later_by: u32,
+) -> Answer<Pruned> {
+    let (outcome,) = PRUNE.call(instances, (max_rows, force, later_by)).await?;
+    Ok(outcome)
+}
+
+/// `count-rows`: the rows of each table the service grows.
+pub async fn count_rows(instances: &Instances) -> Answer<Vec<TableRows>> {
+    let (outcome,) = COUNT_ROWS.call(instances, ()).await?;
     Ok(outcome)
 }

@@ -1,6 +1,6 @@
 //! The commands: `serve` (bind the listen address, migrate, start the component,
-//! deliver mail and serve until SIGINT/SIGTERM), `migrate`, `keys rotate` and
-//! `admin create`. Every setting has been checked before any of them runs
+//! deliver mail, prune on a timer and serve until SIGINT/SIGTERM), `migrate`,
+//! `keys rotate`, `admin create` and `db prune`. Every setting has been checked before any of them runs
 //! (`settings::check`); each checks the JWT secret kept in the data folder before it
 //! touches the database.
 
@@ -18,6 +18,7 @@ use crate::db::Database;
 use crate::engine;
 use crate::instances::Instances;
 use crate::mail::{Delivery, MailSettings, Mailer};
+use crate::retention::{self, Retention};
 use crate::server;
 use crate::settings::{self, HostSettings, Rejected, Settings};
 use crate::state::SharedImports;
@@ -54,10 +55,13 @@ pub async fn serve(
     let shutdown = shutdown_signal()?;
     mailer.announce();
     let delivery = Delivery::start(Arc::clone(&instances), mailer);
+    let table_rows = observability.metrics().register_table_rows()?;
+    let retention = Retention::start(Arc::clone(&instances), table_rows);
     announce(address)?;
     let shutdown = async move {
         shutdown.await;
         delivery.stop().await;
+        retention.stop().await;
     };
     server::serve(listener, instances, observability, shutdown).await;
     database.close().await;
@@ -161,6 +165,33 @@ pub async fn create_admin(
     tracing::info!(id = %user.id, username = %user.username, "created an admin");
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", user.id)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// `portcullis db prune`: runs the retention rounds now (as if `later_by` seconds ahead),
+/// until nothing is left to delete, and prints the rows removed per table. Migrations
+/// are applied first.
+pub async fn prune(
+    mut settings: Settings,
+    host: HostSettings,
+    component_wasm: &[u8],
+    later_by: u32,
+) -> anyhow::Result<()> {
+    prepare_data_dir(&mut settings, &host)?;
+    let database = open_migrated(&host).await?;
+    let imports = SharedImports::new(database.clone(), settings.into_map());
+    let instances = start_component(component_wasm, &host, imports).await?;
+    let pruned = retention::run_rounds(&instances, true, later_by, || false).await;
+    database.close().await;
+    let removed = pruned.context("pruning")?;
+    if removed.is_empty() {
+        tracing::warn!("another host is running a retention round; nothing was done");
+    }
+    let mut stdout = std::io::stdout().lock();
+    for table in &removed {
+        writeln!(stdout, "{} {}", table.table, table.rows)?;
+    }
     stdout.flush()?;
     Ok(())
 }

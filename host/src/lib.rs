@@ -12,6 +12,7 @@
 //! (hyper; request ids, the access log and `/metrics`, with `metrics` and `request_id`;
 //! `admission` queues the requests that hash a password),
 //! [`api`] (typed calls into the component), [`mail`] (delivering the outbox),
+//! `retention` (asking the component to prune, on a timer),
 //! and the imports: [`db`], [`wasi_config`], [`clock`].
 
 /// The component, built by `build.rs` for wasm32-wasip2 in release mode.
@@ -31,5 +32,6 @@ mod clock;
 mod mail;
 mod metrics;
 mod request_id;
+mod retention;
 mod server;
 mod wasi_config;

@@ -44,6 +44,21 @@ enum Command {
     /// Manage administrators.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Run the retention rules now, batch after batch until nothing is left to delete,
+    /// and print the rows removed per table. Migrations are applied first.
+    Prune {
+        /// Apply the rules as if the clock were this many seconds ahead: delete now what
+        /// they would delete by then.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        later_by: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +116,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Migrate => commands::migrate(host).await,
             Command::Keys(KeysCommand::Rotate) => {
                 commands::rotate_key(settings, host, COMPONENT_WASM).await
+            }
+            Command::Db(DbCommand::Prune { later_by }) => {
+                commands::prune(settings, host, COMPONENT_WASM, later_by).await
             }
             Command::Admin(AdminCommand::Create {
                 username, email, ..

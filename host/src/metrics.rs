@@ -4,7 +4,8 @@
 //! `portcullis_http_request_duration_seconds{method,route}` (until the answer's head is
 //! ready), and for `POST /api/v1/auth/login` and `/api/v1/auth/token`
 //! `portcullis_logins_total{endpoint,outcome}`. Read at each scrape: instances made and
-//! alive, and the database pool's connections.
+//! alive, and the database pool's connections. Set by the retention loop:
+//! `portcullis_db_rows{table}`.
 //!
 //! Labels are bounded: `route` is the template of the component's route the path matches
 //! (`/api/v1/sessions/{id}`, from its OpenAPI document), or `unmatched`; never the path
@@ -19,8 +20,8 @@ use hyper::{Method, StatusCode};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, PullingGauge, Registry,
-    TextEncoder,
+    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, PullingGauge,
+    Registry, TextEncoder,
 };
 
 use crate::admission::Admission;
@@ -115,6 +116,19 @@ impl Metrics {
             Box::new(move || queue.waiting() as f64),
         )?))?;
         Ok(())
+    }
+
+    /// The rows per table (`portcullis_db_rows{table}`), set by the retention loop.
+    pub fn register_table_rows(&self) -> anyhow::Result<IntGaugeVec> {
+        let rows = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_db_rows",
+                "Rows per table, counted after each retention check (about every 30 s).",
+            ),
+            &["table"],
+        )?;
+        self.registry.register(Box::new(rows.clone()))?;
+        Ok(rows)
     }
 
     /// The route label of `path`.

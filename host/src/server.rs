@@ -111,6 +111,11 @@ impl Observability {
         })
     }
 
+    /// The metrics, for the parts of the host that set some of their own.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The metrics token when `path` is `/metrics` and the host answers it itself.
     fn intercepts(&self, path: &str) -> Option<&MetricsToken> {
         self.metrics_token

@@ -30,7 +30,7 @@ fn cache_dir() -> std::path::PathBuf {
 
 /// A `portcullis` command with nothing from our environment but `settings`, plus the
 /// suite's JWT secret and component cache, run in `folder` (also its data folder).
-fn portcullis(args: &[&str], folder: &Path, settings: &[(&str, &str)]) -> Command {
+pub fn portcullis(args: &[&str], folder: &Path, settings: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
     cmd.args(args).current_dir(folder).env("NO_COLOR", "1");
     for (key, _) in std::env::vars() {

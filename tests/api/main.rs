@@ -77,6 +77,7 @@ mod observability;
 mod openapi;
 mod outage;
 mod register;
+mod retention;
 mod revocation;
 mod rough_edges;
 mod scale;
@@ -105,6 +106,7 @@ const MODULES: &[Module] = &[
     ("openapi", openapi::tests),
     ("outage", outage::tests),
     ("register", register::tests),
+    ("retention", retention::tests),
     ("revocation", revocation::tests),
     ("rough_edges", rough_edges::tests),
     ("scale", scale::tests),

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::Mailer;
-use crate::api::{self, Answer, Mail};
+use crate::api::{self, Mail, answered as answer};
 use crate::instances::{self, Instances};
 
 /// How often due mails are looked for.
@@ -122,11 +122,6 @@ async fn deliver(instances: &Instances, mailer: &Mailer, mail: &Mail) -> anyhow:
             answer(api::mail_failed(instances, mail, &reason).await)
         }
     }
-}
-
-/// The host's and the component's errors as one.
-fn answer<T>(answer: Answer<T>) -> anyhow::Result<T> {
-    Ok(answer??)
 }
 
 /// Logs a failed round once (as a warning) until a round succeeds again; returns

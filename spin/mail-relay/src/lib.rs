@@ -5,7 +5,8 @@
 //! `mail-failed`: POSTed as JSON to the webhook when the `mail_webhook_url` setting is
 //! set; otherwise, while `mail_log` is true (the default), written to stderr (Spin's
 //! log), as the native host's log mailer does. With neither, mail stays in the database
-//! outbox.
+//! outbox. Last it asks for a retention round, which the auth component runs only when
+//! one is due (the piggy-backed pruning of Spin, docs/reference.md section 13).
 //!
 //! This module holds the plain parts (settings, the JSON body, the outcome of an
 //! answer); [`wasm`] the WIT side.
@@ -30,8 +31,23 @@ pub const DEFAULT_FROM: &str = "Portcullis <no-reply@localhost>";
 pub const BATCH: u32 = 5;
 /// How long a claim holds: a mail this relay did not settle is retried after it.
 pub const LEASE_SECONDS: u32 = 60;
+/// The most rows one retention rule deletes after one request (a short round).
+pub const PRUNE_ROWS: u32 = 200;
 /// The bound on connecting, on the first byte of the answer, and between bytes.
 pub const TIMEOUT_NANOS: u64 = 10_000_000_000;
+
+/// The log line of a retention round: `retention round: sessions=1 refresh_tokens=4 …`,
+/// or `None` when it deleted nothing.
+pub fn round_line(removed: &[(&str, u64)]) -> Option<String> {
+    if removed.iter().all(|(_, rows)| *rows == 0) {
+        return None;
+    }
+    let tables: Vec<String> = removed
+        .iter()
+        .map(|(table, rows)| format!("{table}={rows}"))
+        .collect();
+    Some(format!("retention round: {}", tables.join(" ")))
+}
 
 /// How due mail is delivered.
 #[derive(Debug, PartialEq, Eq)]
@@ -161,6 +177,15 @@ pub fn outcome(status: u16) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_that_deleted_something_is_one_line() {
+        assert_eq!(round_line(&[("sessions", 0), ("outbox", 0)]), None);
+        assert_eq!(
+            round_line(&[("sessions", 2), ("outbox", 0)]).as_deref(),
+            Some("retention round: sessions=2 outbox=0")
+        );
+    }
 
     #[test]
     fn an_unset_or_empty_url_means_no_webhook() {

@@ -4,8 +4,8 @@
 //! log). Settings come from `wasi:config`, which Spin fills from its variables.
 
 use crate::{
-    BATCH, FROM_SETTING, LEASE_SECONDS, LOG_SETTING, Payload, Route, TIMEOUT_NANOS, TOKEN_SETTING,
-    URL_SETTING, Webhook,
+    BATCH, FROM_SETTING, LEASE_SECONDS, LOG_SETTING, PRUNE_ROWS, Payload, Route, TIMEOUT_NANOS,
+    TOKEN_SETTING, URL_SETTING, Webhook,
 };
 
 wit_bindgen::generate!({
@@ -34,6 +34,7 @@ impl exports::wasi::http::incoming_handler::Guest for Relay {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         wasi::http::incoming_handler::handle(request, response_out);
         deliver_due_mail();
+        prune_when_due();
     }
 }
 
@@ -83,6 +84,25 @@ fn deliver_due_mail() {
                 mail.id
             );
         }
+    }
+}
+
+/// Asks the auth component for one retention round (docs/reference.md section 13): it
+/// runs one only when one is due and no other instance runs one, so most requests cost
+/// one read of the lease row. A round that deleted something is one line in Spin's log.
+fn prune_when_due() {
+    match api::prune(PRUNE_ROWS, false, 0) {
+        Ok(pruned) => {
+            let removed: Vec<(&str, u64)> = pruned
+                .removed
+                .iter()
+                .map(|table| (table.table.as_str(), table.rows))
+                .collect();
+            if let Some(line) = crate::round_line(&removed) {
+                eprintln!("{line}");
+            }
+        }
+        Err(error) => eprintln!("retention: the round failed: {error:?}"),
     }
 }
 
