@@ -7,6 +7,8 @@
 //! Run: `cargo bench -p portcullis --bench foundation` (release build; about a minute
 //! per database). Knobs: `BENCH_HTTP_SECONDS` (default 10), `BENCH_HTTP_CONNECTIONS`
 //! (default 8).
+//!
+//! With `BENCH_RETENTION_SOAK=1` it runs the retention soak instead ([`retention_soak`]).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -26,6 +28,9 @@ const PASSWORD: &str = "Tr1cky!Horse#42";
 
 fn main() -> anyhow::Result<()> {
     let workdir = tempfile::tempdir()?;
+    if std::env::var_os("BENCH_RETENTION_SOAK").is_some() {
+        return retention_soak(workdir.path());
+    }
     println!(
         "# Portcullis foundation benchmark ({} cores)",
         available_cores()
@@ -507,8 +512,18 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 fn start_server(dir: &std::path::Path, database_url: &str) -> anyhow::Result<(Child, String)> {
+    start_server_with(dir, database_url, &[])
+}
+
+/// [`start_server`] with more settings.
+fn start_server_with(
+    dir: &std::path::Path,
+    database_url: &str,
+    settings: &[(&str, &str)],
+) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("serve")
+        .envs(settings.iter().copied())
         .env("PORTCULLIS_LISTEN", "127.0.0.1:0")
         .env("PORTCULLIS_DATA_DIR", dir)
         .env("PORTCULLIS_DATABASE_URL", database_url)
@@ -541,4 +556,189 @@ fn register(address: &str, name: &str) -> anyhow::Result<String> {
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| anyhow::anyhow!("no access token in {body}"))
+}
+
+/// The metrics token of the soak's server.
+const SOAK_METRICS_TOKEN: &str = "soak-metrics-0123456789";
+/// The soak's retention: refresh tokens live a minute (the shortest TTL allowed), ended
+/// sessions go at the next round.
+const SOAK_SETTINGS: [(&str, &str); 3] = [
+    ("PORTCULLIS_REFRESH_TTL", "60"),
+    ("PORTCULLIS_SESSION_RETENTION", "0"),
+    ("PORTCULLIS_METRICS_TOKEN", SOAK_METRICS_TOKEN),
+];
+/// The tables whose rows the soak prints (from the `portcullis_db_rows` gauges).
+const SOAK_TABLES: [&str; 3] = ["sessions", "refresh_tokens", "audit_events"];
+
+/// The retention soak (BENCHMARKS.md "Retention"): the real binary with [`SOAK_SETTINGS`]
+/// on SQLite (and on `BENCH_POSTGRES_URL`, which should name an empty database), while
+/// `SOAK_CLIENTS` clients (default 4) each log in, refresh `SOAK_REFRESHES` times
+/// (default 20) and log out, again and again, for `SOAK_SECONDS` (default 300). Every
+/// 30 s it prints the rows per table, as the server's gauges report them, and the
+/// database's size on disk. Any answer that is not a success fails the soak.
+fn retention_soak(dir: &std::path::Path) -> anyhow::Result<()> {
+    let seconds = env_or("SOAK_SECONDS", 300);
+    let clients = env_or("SOAK_CLIENTS", 4);
+    let refreshes = env_or("SOAK_REFRESHES", 20);
+    println!(
+        "# Retention soak: {clients} clients, login + {refreshes} refreshes + logout, \
+         {seconds} s, {} cores",
+        available_cores()
+    );
+    let mut databases = vec![("SQLite", format!("sqlite://{}/soak.db", dir.display()))];
+    match std::env::var("BENCH_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => databases.push(("PostgreSQL", url)),
+        _ => println!("  (PostgreSQL skipped: set BENCH_POSTGRES_URL)"),
+    }
+    for (label, url) in databases {
+        let (mut child, address) = start_server_with(dir, &url, &SOAK_SETTINGS)?;
+        let outcome = soak(dir, &url, &address, label, [seconds, clients, refreshes]);
+        let _ = child.kill();
+        let _ = child.wait();
+        outcome?;
+    }
+    Ok(())
+}
+
+/// One soak against the server at `address` on the database `url`.
+fn soak(
+    dir: &std::path::Path,
+    url: &str,
+    address: &str,
+    label: &str,
+    [seconds, clients, refreshes]: [u64; 3],
+) -> anyhow::Result<()> {
+    let run = unique_run();
+    for client in 0..clients {
+        register(address, &format!("{run}_{client}"))?;
+    }
+    println!("\n{label}\n");
+    println!(
+        "| t (s) | logins | refreshes | sessions | refresh_tokens | audit_events | size (MiB) |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let counts = [AtomicU64::new(0), AtomicU64::new(0)];
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..clients)
+            .map(|client| {
+                let (counts, login) = (&counts, format!("{run}_{client}"));
+                scope.spawn(move || soak_client(address, &login, refreshes, deadline, counts))
+            })
+            .collect();
+        let mut next_sample = started;
+        while Instant::now() < deadline {
+            if Instant::now() >= next_sample {
+                print_sample(dir, url, address, started, &counts)?;
+                next_sample += Duration::from_secs(30);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for worker in workers {
+            worker
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a soak client panicked")))?;
+        }
+        // The last round's counts are at most one check (30 s) old.
+        std::thread::sleep(Duration::from_secs(31));
+        print_sample(dir, url, address, started, &counts)
+    })
+}
+
+/// Logs in, refreshes `refreshes` times with each new token, logs out; again until
+/// `deadline`. `counts` are the logins and refreshes done.
+fn soak_client(
+    address: &str,
+    login: &str,
+    refreshes: u64,
+    deadline: Instant,
+    counts: &[AtomicU64; 2],
+) -> anyhow::Result<()> {
+    let client = Client::new();
+    let credentials = serde_json::json!({"login": login, "password": PASSWORD});
+    while Instant::now() < deadline {
+        let mut grant: serde_json::Value = client
+            .post(format!("{address}/api/v1/auth/login"))
+            .json(&credentials)
+            .send()?
+            .error_for_status()?
+            .json()?;
+        counts[0].fetch_add(1, Ordering::Relaxed);
+        for _ in 0..refreshes {
+            let body = serde_json::json!({"refresh_token": grant["refresh_token"]});
+            grant = client
+                .post(format!("{address}/api/v1/auth/refresh"))
+                .json(&body)
+                .send()?
+                .error_for_status()?
+                .json()?;
+            counts[1].fetch_add(1, Ordering::Relaxed);
+        }
+        let access = grant["access_token"].as_str().unwrap_or_default();
+        client
+            .post(format!("{address}/api/v1/auth/logout"))
+            .bearer_auth(access)
+            .send()?
+            .error_for_status()?;
+    }
+    Ok(())
+}
+
+/// One row of the soak's table: the time, the work done, the rows of [`SOAK_TABLES`]
+/// (from `/metrics`) and the database's size.
+fn print_sample(
+    dir: &std::path::Path,
+    url: &str,
+    address: &str,
+    started: Instant,
+    counts: &[AtomicU64; 2],
+) -> anyhow::Result<()> {
+    let metrics = Client::new()
+        .get(format!("{address}/metrics"))
+        .bearer_auth(SOAK_METRICS_TOKEN)
+        .send()?
+        .error_for_status()?
+        .text()?;
+    let rows: Vec<String> = SOAK_TABLES
+        .iter()
+        .map(|table| {
+            let gauge = format!("portcullis_db_rows{{table=\"{table}\"}} ");
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(&gauge))
+                .unwrap_or("-")
+                .to_owned()
+        })
+        .collect();
+    println!(
+        "| {} | {} | {} | {} | {:.2} |",
+        started.elapsed().as_secs(),
+        counts[0].load(Ordering::Relaxed),
+        counts[1].load(Ordering::Relaxed),
+        rows.join(" | "),
+        database_bytes(dir, url)? as f64 / 1_048_576.0
+    );
+    Ok(())
+}
+
+/// The database's size on disk: the SQLite file with its WAL, or PostgreSQL's
+/// `pg_database_size`.
+fn database_bytes(dir: &std::path::Path, url: &str) -> anyhow::Result<u64> {
+    if url.starts_with("sqlite:") {
+        let files = ["soak.db", "soak.db-wal"];
+        return Ok(files
+            .iter()
+            .filter_map(|file| std::fs::metadata(dir.join(file)).ok())
+            .map(|metadata| metadata.len())
+            .sum());
+    }
+    tokio::runtime::Runtime::new()?.block_on(async {
+        use sqlx::Connection as _;
+        let mut connection = sqlx::PgConnection::connect(url).await?;
+        let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+            .fetch_one(&mut connection)
+            .await?;
+        Ok(u64::try_from(bytes).unwrap_or_default())
+    })
 }
