@@ -574,8 +574,8 @@ const SOAK_TABLES: [&str; 3] = ["sessions", "refresh_tokens", "audit_events"];
 /// on SQLite (and on `BENCH_POSTGRES_URL`, which should name an empty database), while
 /// `SOAK_CLIENTS` clients (default 4) each log in, refresh `SOAK_REFRESHES` times
 /// (default 20) and log out, again and again, for `SOAK_SECONDS` (default 300). Every
-/// 30 s it prints the rows per table, as the server's gauges report them, and the
-/// database's size on disk. Any answer that is not a success fails the soak.
+/// 30 s it prints the rows per table, as the server's gauges report them, and the sizes
+/// on disk of the session tables, of the audit log and of the whole database. Any answer that is not a success fails the soak.
 fn retention_soak(dir: &std::path::Path) -> anyhow::Result<()> {
     let seconds = env_or("SOAK_SECONDS", 300);
     let clients = env_or("SOAK_CLIENTS", 4);
@@ -614,9 +614,10 @@ fn soak(
     }
     println!("\n{label}\n");
     println!(
-        "| t (s) | logins | refreshes | sessions | refresh_tokens | audit_events | size (MiB) |"
+        "| t (s) | logins | refreshes | sessions | refresh_tokens | audit_events \
+         | sessions + tokens (MiB) | audit (MiB) | database (MiB) |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let counts = [AtomicU64::new(0), AtomicU64::new(0)];
@@ -686,7 +687,7 @@ fn soak_client(
 }
 
 /// One row of the soak's table: the time, the work done, the rows of [`SOAK_TABLES`]
-/// (from `/metrics`) and the database's size.
+/// (from `/metrics`) and the sizes on disk ([`database_bytes`]).
 fn print_sample(
     dir: &std::path::Path,
     url: &str,
@@ -711,34 +712,60 @@ fn print_sample(
                 .to_owned()
         })
         .collect();
+    let mib = database_bytes(dir, url)?.map(|bytes| format!("{:.2}", bytes as f64 / 1_048_576.0));
     println!(
-        "| {} | {} | {} | {} | {:.2} |",
+        "| {} | {} | {} | {} | {} |",
         started.elapsed().as_secs(),
         counts[0].load(Ordering::Relaxed),
         counts[1].load(Ordering::Relaxed),
         rows.join(" | "),
-        database_bytes(dir, url)? as f64 / 1_048_576.0
+        mib.join(" | ")
     );
     Ok(())
 }
 
-/// The database's size on disk: the SQLite file with its WAL, or PostgreSQL's
-/// `pg_database_size`.
-fn database_bytes(dir: &std::path::Path, url: &str) -> anyhow::Result<u64> {
-    if url.starts_with("sqlite:") {
-        let files = ["soak.db", "soak.db-wal"];
-        return Ok(files
-            .iter()
-            .filter_map(|file| std::fs::metadata(dir.join(file)).ok())
-            .map(|metadata| metadata.len())
-            .sum());
-    }
+/// Bytes on disk: the session tables (`sessions` and `refresh_tokens` with their
+/// indexes), `audit_events` with its indexes, and the whole database (the SQLite file with
+/// its WAL, or PostgreSQL's `pg_database_size`).
+fn database_bytes(dir: &std::path::Path, url: &str) -> anyhow::Result<[u64; 3]> {
+    use sqlx::Connection as _;
+    const SESSION_TABLES: &str = "('sessions', 'refresh_tokens')";
+    let sqlite = url.starts_with("sqlite:");
     tokio::runtime::Runtime::new()?.block_on(async {
-        use sqlx::Connection as _;
-        let mut connection = sqlx::PgConnection::connect(url).await?;
-        let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+        let sizes: Vec<i64> = if sqlite {
+            let mut connection = sqlx::SqliteConnection::connect(url).await?;
+            let table_bytes = |tables: &str| {
+                format!(
+                    "SELECT COALESCE(SUM(d.pgsize), 0) FROM dbstat d \
+                     JOIN sqlite_schema s ON s.name = d.name WHERE s.tbl_name IN {tables}"
+                )
+            };
+            let mut sizes = Vec::new();
+            for tables in [SESSION_TABLES, "('audit_events')"] {
+                let bytes: i64 = sqlx::query_scalar(&table_bytes(tables))
+                    .fetch_one(&mut connection)
+                    .await?;
+                sizes.push(bytes);
+            }
+            let files = ["soak.db", "soak.db-wal"];
+            let file_bytes: u64 = files
+                .iter()
+                .filter_map(|file| std::fs::metadata(dir.join(file)).ok())
+                .map(|metadata| metadata.len())
+                .sum();
+            sizes.push(i64::try_from(file_bytes).unwrap_or(i64::MAX));
+            sizes
+        } else {
+            let mut connection = sqlx::PgConnection::connect(url).await?;
+            sqlx::query_as::<_, (i64, i64, i64)>(
+                "SELECT pg_total_relation_size('sessions') + pg_total_relation_size('refresh_tokens'), \
+                 pg_total_relation_size('audit_events'), pg_database_size(current_database())",
+            )
             .fetch_one(&mut connection)
-            .await?;
-        Ok(u64::try_from(bytes).unwrap_or_default())
+            .await
+            .map(|(sessions, audit, total)| vec![sessions, audit, total])?
+        };
+        let bytes = |index: usize| sizes.get(index).map_or(0, |b| u64::try_from(*b).unwrap_or(0));
+        Ok([bytes(0), bytes(1), bytes(2)])
     })
 }
