@@ -463,6 +463,97 @@ mod tests {
         assert!(prune(&app, due).unwrap().ran);
     }
 
+    /// Inserts an email token and three mails (sent, given up, still to send) as of now.
+    fn tokens_and_mail(harness: &Harness, user_id: &str) {
+        let app = harness.app();
+        let now = app.now();
+        let token = "INSERT INTO email_tokens (token_hash, user_id, purpose, email, created_at, \
+                     expires_at, used_at) VALUES (?, ?, 'verify_email', 'a@example.com', ?, ?, ?)";
+        let mail = "INSERT INTO outbox (id, recipient, kind, subject, text_body, html_body, \
+                    created_at, attempts, next_attempt_at, sent_at) \
+                    VALUES (?, 'a@example.com', 'verify_email', 's', '', '', ?, ?, ?, ?)";
+        let rows: [(&str, Vec<Value>); 5] = [
+            (
+                token,
+                vec![
+                    text("used"),
+                    text(user_id),
+                    integer(now),
+                    integer(now + DAY),
+                    integer(now),
+                ],
+            ),
+            (
+                token,
+                vec![
+                    text("unused"),
+                    text(user_id),
+                    integer(now),
+                    integer(now + DAY),
+                    Value::Null,
+                ],
+            ),
+            (
+                mail,
+                vec![
+                    text("sent"),
+                    integer(now),
+                    integer(1),
+                    integer(now),
+                    integer(now),
+                ],
+            ),
+            (
+                mail,
+                vec![
+                    text("given_up"),
+                    integer(now),
+                    integer(MAX_ATTEMPTS),
+                    integer(now),
+                    Value::Null,
+                ],
+            ),
+            (
+                mail,
+                vec![
+                    text("pending"),
+                    integer(now),
+                    integer(3),
+                    integer(now),
+                    Value::Null,
+                ],
+            ),
+        ];
+        for (sql, params) in rows {
+            app.db.execute(sql, &params).unwrap();
+        }
+    }
+
+    #[test]
+    fn used_or_expired_email_tokens_and_sent_or_given_up_mail_go_a_day_later() {
+        let harness = Harness::new(&[]);
+        let app = harness.app();
+        let user_id = signed_up(&harness, "mailed").user.id;
+        tokens_and_mail(&harness, &user_id);
+        harness.env.advance(DAY - 1);
+        let early = prune(&app, FORCED).unwrap();
+        assert_eq!(
+            (removed(&early, "email_tokens"), removed(&early, "outbox")),
+            (0, 0)
+        );
+        harness.env.advance(1);
+        let day = prune(&app, FORCED).unwrap();
+        // The used token, the sent mail and the given-up one; a mail still to send stays.
+        assert_eq!(
+            (removed(&day, "email_tokens"), removed(&day, "outbox")),
+            (1, 2)
+        );
+        harness.env.advance(DAY);
+        // The unused token expired a day ago.
+        assert_eq!(removed(&prune(&app, FORCED).unwrap(), "email_tokens"), 1);
+        assert_eq!(rows(&harness, "outbox"), 1);
+    }
+
     #[test]
     fn audit_events_go_after_the_days_set_and_zero_keeps_them() {
         for (days, kept) in [("1", false), ("0", true)] {
