@@ -25,6 +25,7 @@ pub mod engine;
 pub mod instances;
 pub mod logging;
 pub mod settings;
+pub mod spin_test_host;
 pub mod state;
 
 mod admission;

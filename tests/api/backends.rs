@@ -1,4 +1,5 @@
-//! The databases the black-box suite runs on, and the one the current trial uses.
+//! The setups the black-box suite runs on (a database, served by a host), and the one
+//! the current trial uses.
 //!
 //! SQLite always runs: every app gets a file of its own. PostgreSQL runs when
 //! `PORTCULLIS_TEST_POSTGRES_URL` is set, MySQL/MariaDB when `PORTCULLIS_TEST_MYSQL_URL`
@@ -6,6 +7,14 @@
 //! of this run's own, `portcullis_test_<unix-time>_<pid>`, on that server, points the
 //! backend's apps at it and drops it at the end: runs never see each other's rows.
 //! The trials of one run share that database (they only use unique identities).
+//!
+//! `spin-postgres` runs the same tests against the Spin artifact (built by
+//! `spin/compose`, as `spin build` builds it) served by the project's Spin test host
+//! (`portcullis-spin-test-host`), on a PostgreSQL database of its own on the server
+//! `PORTCULLIS_TEST_POSTGRES_URL` names. That database is left fresh: the artifact
+//! migrates it on the first requests, which the trials send all at once (they take
+//! turns on the migration). Its URL says `sslmode=disable`, as the README tells Spin
+//! users of a server without a certificate Spin trusts.
 //!
 //! The runner calls [`enter`] on the thread of each trial, so that `spawn_app` (through
 //! [`current`]) knows where to point the app without the test saying so.
@@ -30,11 +39,70 @@ pub enum Backend {
     Mysql,
 }
 
-impl Backend {
-    /// Every backend, in the order the runner lists them.
-    pub const ALL: [Backend; 3] = [Backend::Sqlite, Backend::Postgres, Backend::Mysql];
+/// What serves a trial's apps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// `portcullis serve`.
+    Native,
+    /// The Spin artifact in `portcullis-spin-test-host`.
+    Spin,
+}
+
+/// A database served by a host: every test runs once per setup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Setup {
+    pub backend: Backend,
+    pub host: Host,
+}
+
+impl Setup {
+    pub const SQLITE: Setup = Setup::native(Backend::Sqlite);
+    pub const POSTGRES: Setup = Setup::native(Backend::Postgres);
+    pub const MYSQL: Setup = Setup::native(Backend::Mysql);
+    pub const SPIN_POSTGRES: Setup = Setup {
+        backend: Backend::Postgres,
+        host: Host::Spin,
+    };
+
+    /// Every setup, in the order the runner lists them.
+    pub const ALL: [Setup; 4] = [
+        Setup::SQLITE,
+        Setup::POSTGRES,
+        Setup::MYSQL,
+        Setup::SPIN_POSTGRES,
+    ];
+
+    const fn native(backend: Backend) -> Setup {
+        Setup {
+            backend,
+            host: Host::Native,
+        }
+    }
 
     /// The first part of a trial's name.
+    pub fn name(self) -> &'static str {
+        match (self.host, self.backend) {
+            (Host::Native, backend) => backend.name(),
+            (Host::Spin, Backend::Sqlite) => "spin-sqlite",
+            (Host::Spin, Backend::Postgres) => "spin-postgres",
+            (Host::Spin, Backend::Mysql) => "spin-mysql",
+        }
+    }
+
+    /// The URL its apps are given for the database `url` names: on Spin, with
+    /// `sslmode=disable` unless the URL says otherwise.
+    fn app_url(self, url: String) -> String {
+        if self.host == Host::Spin && !url.contains("sslmode=") {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{separator}sslmode=disable")
+        } else {
+            url
+        }
+    }
+}
+
+impl Backend {
+    /// The first part of the name of a trial on the native host.
     pub fn name(self) -> &'static str {
         match self {
             Self::Sqlite => "sqlite",
@@ -62,10 +130,11 @@ impl Backend {
     }
 }
 
-/// Where a trial's apps keep their data.
+/// Where a trial's apps keep their data, and what serves them.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub backend: Backend,
+    pub host: Host,
     /// The run's database on PostgreSQL and MySQL; `None` on SQLite, where every app
     /// gets a file of its own.
     pub database_url: Option<String>,
@@ -98,37 +167,43 @@ pub enum Status {
     Unreachable(String),
 }
 
-/// Every backend's status, and the databases this run created.
+/// Every setup's status, and the databases this run created.
 pub struct Run {
-    statuses: Vec<(Backend, Status)>,
+    statuses: Vec<(Setup, Status)>,
     databases: Vec<RunDatabase>,
 }
 
 impl Run {
-    /// Creates this run's databases and prints one line per backend that has a server.
+    /// Creates this run's databases (and, for Spin, builds the artifact) and prints one
+    /// line per setup.
     pub fn prepare() -> Run {
         let mut run = Run {
             statuses: Vec::new(),
             databases: Vec::new(),
         };
-        for backend in Backend::ALL {
-            let status = run.prepare_backend(backend);
-            run.statuses.push((backend, status));
+        for setup in Setup::ALL {
+            let status = run.prepare_setup(setup);
+            run.statuses.push((setup, status));
         }
         run
     }
 
-    /// Every backend as configured, without a database nor a word (to list the trials).
+    /// Every setup as configured, without a database nor a word (to list the trials).
     pub fn listing() -> Run {
-        let statuses = Backend::ALL.map(|backend| {
-            let status = match backend.url_variable().filter(|v| configured(v).is_none()) {
+        let statuses = Setup::ALL.map(|setup| {
+            let unset = setup
+                .backend
+                .url_variable()
+                .filter(|v| configured(v).is_none());
+            let status = match unset {
                 Some(variable) => Status::NotConfigured(variable),
                 None => Status::Ready(Target {
-                    backend,
+                    backend: setup.backend,
+                    host: setup.host,
                     database_url: None,
                 }),
             };
-            (backend, status)
+            (setup, status)
         });
         Run {
             statuses: statuses.into(),
@@ -136,28 +211,33 @@ impl Run {
         }
     }
 
-    fn prepare_backend(&mut self, backend: Backend) -> Status {
+    fn prepare_setup(&mut self, setup: Setup) -> Status {
         let ready = |database_url| {
             Status::Ready(Target {
-                backend,
+                backend: setup.backend,
+                host: setup.host,
                 database_url,
             })
         };
-        let Some(variable) = backend.url_variable() else {
-            println!("backend {}: a database file per app", backend.name());
+        let Some(variable) = setup.backend.url_variable() else {
+            println!("backend {}: a database file per app", setup.name());
             return ready(None);
         };
         let Some(server_url) = configured(variable) else {
-            println!("skipped backend {}: {variable} is not set", backend.name());
+            println!("skipped backend {}: {variable} is not set", setup.name());
             return Status::NotConfigured(variable);
         };
-        match RunDatabase::create(backend, &server_url) {
+        let prepared = match setup.host {
+            Host::Native => Ok(()),
+            Host::Spin => crate::support::build_spin_artifact(),
+        };
+        match prepared.and_then(|()| RunDatabase::create(setup, &server_url)) {
             Ok(database) => {
                 println!(
                     "backend {}: database {} on {}",
-                    backend.name(),
+                    setup.name(),
                     database.name,
-                    server_address(backend, &server_url)
+                    server_address(setup.backend, &server_url)
                 );
                 let url = database.url();
                 self.databases.push(database);
@@ -165,14 +245,14 @@ impl Run {
             }
             Err(error) => {
                 let message = format!("{variable} is set but cannot be used: {error}");
-                println!("FAILED backend {}: {message}", backend.name());
+                println!("FAILED backend {}: {message}", setup.name());
                 Status::Unreachable(message)
             }
         }
     }
 
-    /// Every backend's status.
-    pub fn statuses(&self) -> &[(Backend, Status)] {
+    /// Every setup's status.
+    pub fn statuses(&self) -> &[(Setup, Status)] {
         &self.statuses
     }
 
@@ -215,11 +295,15 @@ impl Drop for PrivateDatabase {
 
 /// Creates a [`PrivateDatabase`] on the current trial's backend.
 pub fn private_database() -> PrivateDatabase {
-    let backend = current().backend;
-    let server_url = backend.url_variable().and_then(configured);
+    let target = current();
+    let setup = Setup {
+        backend: target.backend,
+        host: target.host,
+    };
+    let server_url = setup.backend.url_variable().and_then(configured);
     match server_url {
         Some(server_url) => {
-            let database = RunDatabase::create(backend, &server_url)
+            let database = RunDatabase::create(setup, &server_url)
                 .unwrap_or_else(|error| panic!("a private database: {error}"));
             PrivateDatabase {
                 url: database.url(),
@@ -240,13 +324,15 @@ pub fn private_database() -> PrivateDatabase {
 
 /// A database created for one run.
 struct RunDatabase {
-    backend: Backend,
+    setup: Setup,
     server_url: String,
     name: String,
 }
 
 impl RunDatabase {
-    fn create(backend: Backend, server_url: &str) -> Result<RunDatabase, String> {
+    /// A new database for `setup`: migrated for the native host, fresh for Spin.
+    fn create(setup: Setup, server_url: &str) -> Result<RunDatabase, String> {
+        let backend = setup.backend;
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -263,26 +349,29 @@ impl RunDatabase {
         };
         administer(backend, server_url, &create)?;
         let database = RunDatabase {
-            backend,
+            setup,
             server_url: server_url.to_owned(),
             name,
         };
-        migrate(&database.url())?;
+        if setup.host == Host::Native {
+            migrate(&database.url())?;
+        }
         Ok(database)
     }
 
     /// The URL the apps use: the server's, with this database.
     fn url(&self) -> String {
-        with_database(&self.server_url, &self.name)
+        self.setup
+            .app_url(with_database(&self.server_url, &self.name))
     }
 
     fn drop_database(&self) -> Result<(), String> {
-        let drop = match self.backend {
+        let drop = match self.setup.backend {
             // Connections of hosts that were killed may linger for a moment.
             Backend::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
             _ => format!("DROP DATABASE IF EXISTS {}", self.name),
         };
-        administer(self.backend, &self.server_url, &drop)
+        administer(self.setup.backend, &self.server_url, &drop)
     }
 }
 

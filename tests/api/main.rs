@@ -44,7 +44,7 @@ use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
-use backends::{Backend, Status, Target};
+use backends::{Setup, Status, Target};
 
 /// Defines the tests of a module as written, and `pub fn tests()`, their list by name.
 macro_rules! api_tests {
@@ -71,6 +71,7 @@ mod eviction;
 mod forged_tokens;
 mod health;
 mod hostile;
+mod import;
 mod login;
 mod mail;
 mod observability;
@@ -100,6 +101,7 @@ const MODULES: &[Module] = &[
     ("forged_tokens", forged_tokens::tests),
     ("health", health::tests),
     ("hostile", hostile::tests),
+    ("import", import::tests),
     ("login", login::tests),
     ("mail", mail::tests),
     ("observability", observability::tests),
@@ -117,10 +119,11 @@ const MODULES: &[Module] = &[
     ("tokens", tokens::tests),
 ];
 
-/// Modules whose tests cannot run on a backend, and why: their trials are ignored there.
-const NOT_APPLICABLE: &[(&str, Backend, &str)] = &[(
+/// Modules (`module`) or tests (`module::test`) that cannot run on a setup, and why:
+/// their trials are ignored there.
+const NOT_APPLICABLE: &[(&str, Setup, &str)] = &[(
     "outage",
-    Backend::Sqlite,
+    Setup::SQLITE,
     "a SQLite file has no connection to cut",
 )];
 
@@ -135,7 +138,7 @@ fn main() -> ExitCode {
     let trials = run
         .statuses()
         .iter()
-        .flat_map(|(backend, status)| backend_trials(*backend, status))
+        .flat_map(|(setup, status)| setup_trials(*setup, status))
         .collect();
     let conclusion = libtest_mimic::run(&arguments, trials);
     run.finish();
@@ -150,16 +153,17 @@ fn default_test_threads() -> Option<usize> {
     Some((2 * cores).max(4))
 }
 
-/// One trial per test of every module, on `backend`.
-fn backend_trials(backend: Backend, status: &Status) -> Vec<Trial> {
+/// One trial per test of every module, on `setup`.
+fn setup_trials(setup: Setup, status: &Status) -> Vec<Trial> {
     let mut trials = Vec::new();
     for (module, tests) in MODULES {
-        let not_applicable = NOT_APPLICABLE
-            .iter()
-            .find(|(name, on, _)| name == module && *on == backend)
-            .map(|(_, _, reason)| *reason);
         for (test, function) in tests() {
-            let name = format!("{}::{module}::{test}", backend.name());
+            let path = format!("{module}::{test}");
+            let not_applicable = NOT_APPLICABLE
+                .iter()
+                .find(|(name, on, _)| (name == module || *name == path) && *on == setup)
+                .map(|(_, _, reason)| *reason);
+            let name = format!("{}::{path}", setup.name());
             trials.push(trial(name, status, not_applicable, function));
         }
     }

@@ -1,5 +1,9 @@
 //! The harness of the black-box suite: starts the real `portcullis` binary on a free port
-//! with a fresh data folder and talks HTTP to it, as any client would.
+//! with a fresh data folder and talks HTTP to it, as any client would. On the Spin setup
+//! (`backends::Host::Spin`) it starts the Spin test host, `portcullis-spin-test-host`,
+//! on the Spin artifact instead, with the same `PORTCULLIS_*` settings (the test host
+//! gives each to the artifact as the Spin variable of the same name; it ignores what
+//! only the native host reads).
 //!
 //! Database: the trial's backend (see `backends`) decides. On SQLite every app gets
 //! `sqlite://<its own tempdir>/portcullis.db`; on PostgreSQL and MySQL every app uses the
@@ -19,7 +23,7 @@ use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::{Value, json};
 
-use crate::backends::{self, Backend};
+use crate::backends::{self, Backend, Host};
 
 /// The HS256 secret every test app is started with (48 characters).
 pub const TEST_JWT_SECRET: &str = "portcullis-black-box-test-secret-0123456789abcd";
@@ -62,6 +66,68 @@ pub fn shared_database() -> SharedDatabase {
 /// The backend of the trial running on this thread.
 pub fn backend() -> Backend {
     backends::current().backend
+}
+
+/// What serves the apps of the trial running on this thread.
+pub fn host() -> Host {
+    backends::current().host
+}
+
+/// The workspace root (this test belongs to `host`).
+fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `<target>/spin/portcullis.wasm`, where `spin/compose` writes the Spin artifact.
+fn spin_artifact() -> std::path::PathBuf {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace().join(dir),
+        None => workspace().join("target"),
+    };
+    target.join("spin").join("portcullis.wasm")
+}
+
+/// Builds the Spin artifact as `spin build` does (`cargo run -p portcullis-spin-compose`),
+/// once per run, before the Spin setup's trials start.
+pub fn build_spin_artifact() -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // The nested wasm builds take none of the outer build's compiler settings.
+    let output = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["run", "--release", "-p", "portcullis-spin-compose"])
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| format!("running `cargo run -p portcullis-spin-compose`: {error}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        Err(format!(
+            "building the Spin artifact failed:\n{}",
+            stderr.trim()
+        ))
+    }
+}
+
+/// The command that starts an app on the trial's host.
+fn app_command() -> Command {
+    match host() {
+        Host::Native => {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+            command.arg("serve");
+            command
+        }
+        Host::Spin => {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis-spin-test-host"));
+            command
+                .arg(workspace().join("spin.toml"))
+                .arg(spin_artifact());
+            command
+        }
+    }
 }
 
 /// A component cache shared by every app of every run of this build of the suite.
@@ -126,8 +192,9 @@ fn listening_address(line: &str) -> Option<String> {
 }
 
 impl TestApp {
-    /// Starts `portcullis serve` with the default test settings, each of which may be
-    /// overridden (or completed) by `overrides`.
+    /// Starts `portcullis serve` (or, on the Spin setup, the Spin test host) with the
+    /// default test settings, each of which may be overridden (or completed) by
+    /// `overrides`.
     pub fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let db = database_url(data_dir.path());
@@ -152,9 +219,8 @@ impl TestApp {
             }
         }
 
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        cmd.arg("serve")
-            .current_dir(data_dir.path())
+        let mut cmd = app_command();
+        cmd.current_dir(data_dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

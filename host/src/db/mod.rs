@@ -9,7 +9,7 @@
 
 mod errors;
 mod mysql;
-mod pool;
+pub(crate) mod pool;
 mod postgres;
 mod sqlite;
 #[cfg(test)]

@@ -57,7 +57,7 @@ impl Mailer {
     }
 
     /// Delivers `mail`; the error is a short reason to record in the outbox.
-    async fn deliver(&self, mail: &Mail) -> Result<(), String> {
+    pub(crate) async fn deliver(&self, mail: &Mail) -> Result<(), String> {
         match self {
             Mailer::Log => {
                 tracing::info!(

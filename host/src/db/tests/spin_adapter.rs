@@ -1,9 +1,8 @@
 //! The Spin store adapter (`spin/store-adapter`, built for wasm32-wasip2) run in
-//! wasmtime, with `spin:sqlite` supplied the way Spin supplies it: a named database
-//! opened per connection, `execute` returning the columns and rows of any statement,
-//! `changes` reading SQLite's count, and SQLite's own errors reported as `io` with
-//! SQLite's message; and `spin:postgres` on a real PostgreSQL, as Spin supplies it
-//! ([`postgres`]). Every call gets a fresh instance, as every request does in Spin.
+//! wasmtime with the Spin test host's imports (`crate::spin_test_host`: `spin:sqlite`
+//! on a file, `spin:postgres` pooled on a real PostgreSQL as Spin pools it; [`postgres`]
+//! gives each test a database of its own). Every call gets a fresh instance, as every
+//! request does in Spin.
 //!
 //! Beyond the shared cases: the adapter's migrations are recorded as sqlx records them,
 //! so the native host accepts a database the adapter migrated, and the other way round.
@@ -18,36 +17,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Column as _, ConnectOptions as _, Executor as _, Row as _, Sqlite, SqliteConnection};
-use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::super::pool::Backend as _;
 use super::super::{Database, Error, Rows, SqlDialect, Statement, Value};
 use super::{StoreUnderTest, exercise};
 use crate::settings::DatabaseSettings;
-
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: ["../wit", "../spin/wit"],
-        world: "portcullis:spin/store-adapter",
-        imports: { default: async | trappable },
-        exports: { default: async },
-        with: {
-            "spin:sqlite/sqlite.connection": super::SpinSqlite,
-            "spin:postgres/postgres.connection": super::postgres::SpinPostgres,
-        },
-    });
-}
-
-use bindings::exports::portcullis::auth::store as adapter;
-use bindings::spin::postgres::postgres as spin_postgres;
-use bindings::spin::sqlite::sqlite;
-use bindings::wasi::config::store as config;
+use crate::spin_test_host::bindings::{self, exports::portcullis::auth::store as adapter};
+use crate::spin_test_host::postgres::{POOL_SIZE, SpinPgPools};
+use crate::spin_test_host::{SpinState, add_spin_to_linker};
 
 /// The adapter as `spin/compose` builds it (once per test run).
 fn adapter_wasm() -> &'static Path {
@@ -69,14 +47,6 @@ fn spin_target() -> PathBuf {
     .join("spin")
 }
 
-/// Supplies `spin:sqlite`, `spin:postgres` and `wasi:config` (and WASI) as Spin does.
-fn add_spin_to_linker(linker: &mut Linker<SpinState>) {
-    wasmtime_wasi::p2::add_to_linker_async(linker).unwrap();
-    sqlite::add_to_linker::<_, HasSelf<SpinState>>(linker, |state| state).unwrap();
-    spin_postgres::add_to_linker::<_, HasSelf<SpinState>>(linker, |state| state).unwrap();
-    config::add_to_linker::<_, HasSelf<SpinState>>(linker, |state| state).unwrap();
-}
-
 fn build_adapter() -> PathBuf {
     let workspace = workspace();
     let target = spin_target();
@@ -95,178 +65,6 @@ fn build_adapter() -> PathBuf {
     target.join("wasm32-wasip2/release/portcullis_spin_store.wasm")
 }
 
-/// An open `spin:sqlite` connection.
-pub struct SpinSqlite(SqliteConnection);
-
-/// One instance's store data: WASI (with HTTP), the settings, the SQLite file behind
-/// `default` (Spin offers it also to an app on PostgreSQL), and the application's
-/// PostgreSQL pools, which outlive the instance.
-struct SpinState {
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    table: ResourceTable,
-    settings: HashMap<String, String>,
-    database_file: PathBuf,
-    postgres: Arc<postgres::SpinPgPools>,
-}
-
-impl SpinState {
-    /// Spin's log, the component's stderr, goes to `log`, or to this process' stderr.
-    fn new(
-        settings: HashMap<String, String>,
-        database_file: &Path,
-        postgres: &Arc<postgres::SpinPgPools>,
-        log: Option<&MemoryOutputPipe>,
-    ) -> Self {
-        let mut wasi = WasiCtx::builder();
-        match log {
-            Some(log) => wasi.stderr(log.clone()),
-            None => wasi.inherit_stderr(),
-        };
-        Self {
-            wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            settings,
-            database_file: database_file.to_owned(),
-            postgres: Arc::clone(postgres),
-        }
-    }
-}
-
-impl WasiHttpView for SpinState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: Default::default(),
-        }
-    }
-}
-
-impl WasiView for SpinState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl config::Host for SpinState {
-    async fn get(
-        &mut self,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<String>, config::Error>> {
-        Ok(Ok(self.settings.get(&key).cloned()))
-    }
-
-    async fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, config::Error>> {
-        Ok(Ok(self.settings.clone().into_iter().collect()))
-    }
-}
-
-impl sqlite::Host for SpinState {}
-
-impl sqlite::HostConnection for SpinState {
-    async fn open(
-        &mut self,
-        database: String,
-    ) -> wasmtime::Result<Result<Resource<SpinSqlite>, sqlite::Error>> {
-        if database != "default" {
-            return Ok(Err(sqlite::Error::NoSuchDatabase));
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(&self.database_file)
-            .create_if_missing(true);
-        match options.connect().await {
-            Ok(connection) => Ok(Ok(self.table.push(SpinSqlite(connection))?)),
-            Err(error) => Ok(Err(sqlite::Error::Io(error.to_string()))),
-        }
-    }
-
-    async fn execute(
-        &mut self,
-        connection: Resource<SpinSqlite>,
-        statement: String,
-        parameters: Vec<sqlite::Value>,
-    ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
-        let connection = &mut self.table.get_mut(&connection)?.0;
-        Ok(run(connection, &statement, parameters)
-            .await
-            .map_err(io_error))
-    }
-
-    async fn changes(&mut self, connection: Resource<SpinSqlite>) -> wasmtime::Result<u64> {
-        let connection = &mut self.table.get_mut(&connection)?.0;
-        let changes: i64 = sqlx::query_scalar("SELECT changes()")
-            .fetch_one(&mut *connection)
-            .await?;
-        Ok(u64::try_from(changes)?)
-    }
-
-    async fn drop(&mut self, connection: Resource<SpinSqlite>) -> wasmtime::Result<()> {
-        self.table.delete(connection)?;
-        Ok(())
-    }
-}
-
-/// Runs one statement with its parameters and reads every row, as Spin does.
-async fn run(
-    connection: &mut SqliteConnection,
-    statement: &str,
-    parameters: Vec<sqlite::Value>,
-) -> Result<sqlite::QueryResult, sqlx::Error> {
-    let mut query = sqlx::query(statement);
-    for parameter in parameters {
-        query = match parameter {
-            sqlite::Value::Null => query.bind(None::<i64>),
-            sqlite::Value::Integer(integer) => query.bind(integer),
-            sqlite::Value::Real(real) => query.bind(real),
-            sqlite::Value::Text(text) => query.bind(text),
-            sqlite::Value::Blob(blob) => query.bind(blob),
-        };
-    }
-    let rows = query.fetch_all(&mut *connection).await?;
-    let prepared = connection.prepare(statement).await?;
-    let columns = sqlx::Statement::columns(&prepared)
-        .iter()
-        .map(|column| column.name().to_owned())
-        .collect();
-    let rows = rows
-        .iter()
-        .map(|row| {
-            let values = (0..row.len())
-                .map(|index| {
-                    let raw = row.try_get_raw(index)?;
-                    let value = Sqlite::decode(raw).map_err(sqlx::Error::Decode)?;
-                    Ok(to_spin(value))
-                })
-                .collect::<Result<_, sqlx::Error>>()?;
-            Ok(sqlite::RowResult { values })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-    Ok(sqlite::QueryResult { columns, rows })
-}
-
-/// Spin reports SQLite's failures as `io` with SQLite's message.
-fn io_error(error: sqlx::Error) -> sqlite::Error {
-    match error {
-        sqlx::Error::Database(error) => sqlite::Error::Io(error.message().to_owned()),
-        other => sqlite::Error::Io(other.to_string()),
-    }
-}
-
-fn to_spin(value: Value) -> sqlite::Value {
-    match value {
-        Value::Null => sqlite::Value::Null,
-        Value::Integer(integer) => sqlite::Value::Integer(integer),
-        Value::Real(real) => sqlite::Value::Real(real),
-        Value::Text(text) => sqlite::Value::Text(text),
-        Value::Blob(blob) => sqlite::Value::Blob(blob),
-    }
-}
-
 /// The adapter, instantiated afresh for every call, on Spin's `default` SQLite database
 /// (one file) or on the PostgreSQL database its `database_url` names.
 struct SpinAdapter {
@@ -274,11 +72,8 @@ struct SpinAdapter {
     pre: bindings::StoreAdapterPre<SpinState>,
     database_file: PathBuf,
     database_url: String,
-    postgres: Arc<postgres::SpinPgPools>,
+    postgres: Arc<SpinPgPools>,
 }
-
-/// The pool limit of the test hosts: small, so that a client held too long shows.
-const POOL_SIZE: usize = 4;
 
 impl SpinAdapter {
     fn new(database_file: &Path, database_url: &str) -> Self {
@@ -290,7 +85,7 @@ impl SpinAdapter {
         let engine = Engine::new(&Config::new()).unwrap();
         let component = Component::from_file(&engine, adapter_wasm()).unwrap();
         let mut linker = Linker::new(&engine);
-        add_spin_to_linker(&mut linker);
+        add_spin_to_linker(&mut linker).unwrap();
         let pre =
             bindings::StoreAdapterPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
         Self {
@@ -298,12 +93,15 @@ impl SpinAdapter {
             pre,
             database_file: database_file.to_owned(),
             database_url: database_url.to_owned(),
-            postgres: postgres::SpinPgPools::new(pool_size),
+            postgres: SpinPgPools::new(pool_size),
         }
     }
 
     async fn instance(&self) -> (Store<SpinState>, bindings::StoreAdapter) {
-        let settings = HashMap::from([("database_url".to_owned(), self.database_url.clone())]);
+        let settings = Arc::new(HashMap::from([(
+            "database_url".to_owned(),
+            self.database_url.clone(),
+        )]));
         let state = SpinState::new(settings, &self.database_file, &self.postgres, None);
         let mut store = Store::new(&self.engine, state);
         let instance = self.pre.instantiate_async(&mut store).await.unwrap();

@@ -1,17 +1,14 @@
 //! The Spin artifact (`target/spin/portcullis.wasm`, built by `spin/compose` as
-//! `spin build` does) served over real HTTP by wasmtime-wasi-http, with incoming and
-//! outgoing HTTP, `spin:sqlite` on a temporary file and `wasi:config` from a map, as Spin
-//! supplies them. A webhook (a small HTTP server here) receives the mail the artifact's
-//! relay POSTs; without one, the relay writes mail to Spin's log (the components'
-//! stderr, kept here) unless `mail_log` is false. One fresh instance serves each
-//! request, as in Spin. [`postgres`] serves it on PostgreSQL under concurrent load.
+//! `spin build` does) served over real HTTP by the Spin test host
+//! (`crate::spin_test_host::served`), with `spin:sqlite` on a temporary file. A webhook (a small HTTP server
+//! here) receives the mail the artifact's relay POSTs; without one, the relay writes mail to Spin's log (the components'
+//! stderr, kept here) unless `mail_log` is false. [`postgres`] serves it on PostgreSQL under concurrent load.
 
 mod postgres;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -25,17 +22,14 @@ use serde_json::{Value as Json, json};
 use sqlx::ConnectOptions as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, Store};
+use tokio::sync::mpsc;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi_http::WasiHttpView as _;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::postgres::SpinPgPools;
-use super::{POOL_SIZE, SpinState, add_spin_to_linker, spin_target, workspace};
+use super::{spin_target, workspace};
+use crate::spin_test_host::postgres::POOL_SIZE;
+use crate::spin_test_host::served::{Log, Served, serve};
 
 /// The bearer token the webhook expects.
 const HOOK_TOKEN: &str = "hook-token-for-tests";
@@ -68,109 +62,29 @@ fn build_artifact() -> PathBuf {
     spin_target().join("portcullis.wasm")
 }
 
-/// The artifact behind an HTTP listener.
-struct Served {
-    engine: Engine,
-    pre: ProxyPre<SpinState>,
-    settings: HashMap<String, String>,
-    database_file: PathBuf,
-    postgres: Arc<SpinPgPools>,
-    /// Spin's log: what every instance wrote to stderr.
-    log: MemoryOutputPipe,
-    /// Instances still running (the relay works on after the response).
-    running: Arc<AtomicUsize>,
-}
-
-impl Served {
-    /// Waits (at most `patience`) until every instance has ended, the relay's work
-    /// after the response included.
-    async fn settled(&self, patience: Duration) {
-        let deadline = tokio::time::Instant::now() + patience;
-        while self.running.load(Ordering::SeqCst) > 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the artifact is still running"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn new(settings: HashMap<String, String>, database_file: &Path) -> Self {
+/// The artifact, compiled once per test run, with the test's `variables` and Spin's
+/// log kept in memory.
+fn served(variables: HashMap<String, String>, database_file: &Path) -> Served {
+    static COMPILED: OnceLock<(Engine, Component)> = OnceLock::new();
+    let (engine, component) = COMPILED.get_or_init(|| {
         let engine = Engine::new(&Config::new()).unwrap();
         let component = Component::from_file(&engine, artifact()).unwrap();
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
-        add_spin_to_linker(&mut linker);
-        let pre = ProxyPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
-        Self {
-            engine,
-            pre,
-            settings,
-            database_file: database_file.to_owned(),
-            postgres: SpinPgPools::new(POOL_SIZE),
-            log: MemoryOutputPipe::new(1 << 20),
-            running: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    /// Runs the request in a fresh instance; the instance runs on (the relay's mail
-    /// delivery) after the response head is handed over.
-    async fn handle(
-        &self,
-        request: Request<Incoming>,
-    ) -> Result<Response<HyperOutgoingBody>, std::io::Error> {
-        let state = SpinState::new(
-            self.settings.clone(),
-            &self.database_file,
-            &self.postgres,
-            Some(&self.log),
-        );
-        let mut store = Store::new(&self.engine, state);
-        let (sender, receiver) = oneshot::channel();
-        let incoming = store
-            .data_mut()
-            .http()
-            .new_incoming_request(Scheme::Http, request)
-            .map_err(std::io::Error::other)?;
-        let outparam = store
-            .data_mut()
-            .http()
-            .new_response_outparam(sender)
-            .map_err(std::io::Error::other)?;
-        let pre = self.pre.clone();
-        let running = Arc::clone(&self.running);
-        running.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
-            let outcome = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, incoming, outparam)
-                    .await
-            }
-            .await;
-            if let Err(error) = outcome {
-                eprintln!("the Spin artifact trapped: {error:#}");
-            }
-            running.fetch_sub(1, Ordering::SeqCst);
-        });
-        match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(std::io::Error::other(format!("answered {code:?}"))),
-            Err(_) => Err(std::io::Error::other("ended without a response")),
-        }
-    }
+        (engine, component)
+    });
+    let log = Log::Memory(MemoryOutputPipe::new(1 << 20));
+    Served::new(engine, component, variables, database_file, POOL_SIZE, log).unwrap()
 }
 
-/// Serves the artifact on `listener` until the test ends.
-async fn serve(served: Arc<Served>, listener: TcpListener) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let served = Arc::clone(&served);
-        let service = service_fn(move |request| {
-            let served = Arc::clone(&served);
-            async move { served.handle(request).await }
-        });
-        tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+/// Waits (at most `patience`) until every instance of `served` has ended, the relay's
+/// work after the response included.
+async fn settled(served: &Served, patience: Duration) {
+    let deadline = tokio::time::Instant::now() + patience;
+    while served.running() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the artifact is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -272,7 +186,7 @@ impl Scenario {
                 }
             }
         }
-        let served = Arc::new(Served::new(settings, &database_file));
+        let served = Arc::new(served(settings, &database_file));
         tokio::spawn(serve(Arc::clone(&served), api_listener));
         Self {
             api,
@@ -363,12 +277,12 @@ impl Scenario {
     /// Waits until every instance has ended, the relay's work after the response
     /// included.
     async fn settled(&self) {
-        self.served.settled(PATIENCE).await;
+        settled(&self.served, PATIENCE).await;
     }
 
     /// What the artifact wrote to Spin's log so far.
     fn log(&self) -> String {
-        String::from_utf8_lossy(&self.served.log.contents()).into_owned()
+        self.served.log()
     }
 }
 

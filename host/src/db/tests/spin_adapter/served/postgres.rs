@@ -12,9 +12,10 @@ use sqlx::{Connection as _, Executor as _, PgConnection};
 use tokio::net::TcpListener;
 
 use super::super::postgres::{self as spin_postgres, POOL_PATIENCE};
-use super::{JWT_SECRET, PASSWORD, Served, serve};
+use super::{JWT_SECRET, PASSWORD, Served, serve, settled};
 use crate::db::Database;
 use crate::settings::DatabaseSettings;
+use crate::spin_test_host::postgres::POOL_SIZE;
 
 /// Users registering, logging in and refreshing at the same time.
 const USERS: usize = 12;
@@ -44,7 +45,7 @@ impl OnPostgres {
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .collect();
-        let served = Arc::new(Served::new(settings, &folder.path().join("unused.db")));
+        let served = Arc::new(super::served(settings, &folder.path().join("unused.db")));
         tokio::spawn(serve(Arc::clone(&served), listener));
         Self {
             api,
@@ -77,11 +78,11 @@ impl OnPostgres {
     /// Waits until every instance has ended, the relay's work after the response
     /// included.
     async fn settled(&self) {
-        self.served.settled(POOL_PATIENCE).await;
+        settled(&self.served, POOL_PATIENCE).await;
     }
 
     fn log(&self) -> String {
-        String::from_utf8_lossy(&self.served.log.contents()).into_owned()
+        self.served.log()
     }
 }
 
@@ -178,9 +179,9 @@ async fn burst(url: String) {
     .unwrap();
     assert_eq!(in_transaction, 0, "no client is left inside a transaction");
     assert!(
-        connections <= i64::try_from(super::POOL_SIZE).unwrap(),
+        connections <= i64::try_from(POOL_SIZE).unwrap(),
         "{connections} connections for a pool of {}",
-        super::POOL_SIZE
+        POOL_SIZE
     );
     watcher.close().await.unwrap();
 }
