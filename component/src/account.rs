@@ -290,8 +290,12 @@ fn check_new_password(
 
 /// The hash of a new password.
 fn hash_password(app: &App<'_>, new_password: &str) -> Result<String, Error> {
-    password::hash(new_password, &app.env.random_bytes(password::salt_len()))
-        .map_err(Error::Internal)
+    password::hash(
+        app.env,
+        new_password,
+        &app.env.random_bytes(password::salt_len()),
+    )
+    .map_err(Error::Internal)
 }
 
 /// `POST /api/v1/auth/password/reset`: a new password, every session revoked and every

@@ -6,7 +6,9 @@ use serde_json::json;
 use crate::abuse;
 use crate::app::App;
 use crate::audit;
+use crate::db::{statement, text};
 use crate::error::{Error, FieldError};
+use crate::imported_hash;
 use crate::password;
 use crate::ports::{Statement, StoreError};
 use crate::sessions::{self, Authenticated, Client, Grant, LIMIT_GUARD_INDEX, Revocation};
@@ -72,9 +74,12 @@ fn validate(
 pub fn new_account(app: &App<'_>, input: &Registration) -> Result<User, Error> {
     let (email, mobile_number) = validate(app, input).map_err(Error::Validation)?;
     let now = app.now();
-    let password_hash =
-        password::hash(&input.password, &app.env.random_bytes(password::salt_len()))
-            .map_err(Error::Internal)?;
+    let password_hash = password::hash(
+        app.env,
+        &input.password,
+        &app.env.random_bytes(password::salt_len()),
+    )
+    .map_err(Error::Internal)?;
     Ok(User {
         id: app.new_id(),
         username: input.username.clone(),
@@ -148,7 +153,7 @@ pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Res
     let Some(user) = users::find_by_login(app, login)? else {
         let subject = abuse::login_subject(None, login);
         abuse::check_login_throttle(app, &subject, ip)?;
-        password::verify_dummy(password);
+        password::verify_dummy(app.env, password);
         abuse::record_login_failure(app, &subject, ip)?;
         record_failure(app, None, client, "unknown_account")?;
         return Err(Error::InvalidCredentials);
@@ -171,6 +176,7 @@ pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Res
         ip,
         json!({ "session_id": opening.grant.session_id }),
     ));
+    statements.extend(rehash(app, &user, password, ip)?);
     match app.db.batch(statements) {
         Ok(_) => Ok(opening.grant),
         Err(StoreError::ConditionFailed(index)) if index as usize == LIMIT_GUARD_INDEX => {
@@ -181,6 +187,36 @@ pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Res
         Err(StoreError::ConditionFailed(_)) => Err(Error::InvalidCredentials),
         Err(other) => Err(other.into()),
     }
+}
+
+/// When the account's hash is not Argon2id with the current parameters (an imported
+/// hash, or older parameters), the statements that store the correct `password` hashed
+/// again with them and record `password_rehashed` (API.md §9). They join the batch that
+/// opens the session, after its lock on the hash the password was checked against.
+fn rehash(
+    app: &App<'_>,
+    user: &User,
+    password: &str,
+    ip: Option<&str>,
+) -> Result<Vec<Statement>, Error> {
+    let Some(from) = imported_hash::rehash_from(&user.password_hash) else {
+        return Ok(Vec::new());
+    };
+    let salt = app.env.random_bytes(password::salt_len());
+    let hash = password::hash(app.env, password, &salt).map_err(Error::Internal)?;
+    Ok(vec![
+        statement(
+            "UPDATE users SET password_hash = ? WHERE id = ?",
+            vec![text(hash), text(&user.id)],
+        ),
+        audit::record(
+            app,
+            audit::PASSWORD_REHASHED,
+            Some(&user.id),
+            ip,
+            json!({ "from": from }),
+        ),
+    ])
 }
 
 /// Missing fields and oversized values are refused before any lookup.
@@ -264,7 +300,7 @@ fn check_password(
     abuse::check_login_throttle(app, &subject, ip)?;
     let plausible =
         !given.is_empty() && given.chars().count() <= crate::settings::PASSWORD_MAX_LENGTH;
-    if !plausible || !password::verify(given, &user.password_hash) {
+    if !plausible || !imported_hash::verify(app.env, given, &user.password_hash) {
         abuse::record_login_failure(app, &subject, ip)?;
         record_failure(app, Some(&user.id), client, reason)?;
         return Err(Error::InvalidCredentials);

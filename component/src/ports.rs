@@ -1,6 +1,7 @@
 //! The component's view of its host, as plain Rust traits: the database (`Store`), the
-//! clock and randomness (`Env`). The wasm glue implements them over the WIT imports; unit
-//! tests implement them natively (an in-memory SQLite store, a clock the test sets).
+//! clock, randomness and the Argon2 kernel (`Env`). The wasm glue implements them over the
+//! WIT imports; unit tests implement them natively (an in-memory SQLite store, a clock the
+//! test sets, the same Argon2 kernel the native host uses).
 
 /// The SQL dialect of the database behind a [`Store`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,10 +59,41 @@ pub trait Store {
     fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, StoreError>;
 }
 
-/// The clock and the randomness source.
+/// The clock, the randomness source and the Argon2 kernel.
 pub trait Env {
     /// Milliseconds since the Unix epoch, UTC.
     fn now_millis(&self) -> i64;
     /// Cryptographically secure random bytes.
     fn random_bytes(&self, len: usize) -> Vec<u8>;
+    /// The raw Argon2 hash of `password` with `salt` (`portcullis:auth/password-hashing`
+    /// in `wit/hashing.wit`); an error when the host refuses the parameters.
+    fn argon2(
+        &self,
+        password: &[u8],
+        salt: &[u8],
+        params: &Argon2Params,
+    ) -> Result<Vec<u8>, String>;
+}
+
+/// An Argon2 variant, as [`Env::argon2`] computes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Argon2Variant {
+    Argon2i,
+    Argon2id,
+}
+
+/// The parameters of one Argon2 computation (RFC 9106).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub variant: Argon2Variant,
+    /// `16` (0x10) or `19` (0x13).
+    pub version: u32,
+    /// `m`, in KiB.
+    pub memory_kib: u32,
+    /// `t`.
+    pub iterations: u32,
+    /// `p`.
+    pub parallelism: u32,
+    /// The hash's length in bytes.
+    pub output_len: u32,
 }

@@ -9,7 +9,9 @@ use rusqlite::{Connection, ErrorCode, params_from_iter};
 
 use crate::app::App;
 use crate::db::Db;
-use crate::ports::{Dialect, Env, Rows, Statement, Store, StoreError, Value};
+use crate::ports::{
+    Argon2Params, Argon2Variant, Dialect, Env, Rows, Statement, Store, StoreError, Value,
+};
 use crate::settings::Settings;
 
 const MIGRATIONS: &[&str] = &[
@@ -162,6 +164,28 @@ impl Env for TestEnv {
                 (z ^ (z >> 27)) as u8
             })
             .collect()
+    }
+
+    /// The kernel the native host runs (`hasher/`), called directly.
+    fn argon2(
+        &self,
+        password: &[u8],
+        salt: &[u8],
+        params: &Argon2Params,
+    ) -> Result<Vec<u8>, String> {
+        let variant = match params.variant {
+            Argon2Variant::Argon2i => portcullis_hasher::Variant::Argon2i,
+            Argon2Variant::Argon2id => portcullis_hasher::Variant::Argon2id,
+        };
+        let params = portcullis_hasher::Argon2Params {
+            variant,
+            version: params.version,
+            memory_kib: params.memory_kib,
+            iterations: params.iterations,
+            parallelism: params.parallelism,
+            output_len: params.output_len,
+        };
+        portcullis_hasher::argon2(password, salt, &params)
     }
 }
 

@@ -27,6 +27,7 @@ wit_bindgen::generate!({
 
 use exports::portcullis::auth::api as wit_api;
 use exports::wasi::http::incoming_handler::Guest as IncomingHandler;
+use portcullis::auth::password_hashing as wit_hashing;
 use portcullis::auth::store as wit_store;
 use wasi::http::types::{
     Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
@@ -112,7 +113,7 @@ fn from_wit_error(error: wit_store::Error) -> StoreError {
     }
 }
 
-/// The WASI clock and randomness as a [`ports::Env`].
+/// The WASI clock and randomness, and the host's Argon2 kernel, as a [`ports::Env`].
 struct HostEnv;
 
 impl ports::Env for HostEnv {
@@ -124,6 +125,27 @@ impl ports::Env for HostEnv {
 
     fn random_bytes(&self, len: usize) -> Vec<u8> {
         wasi::random::random::get_random_bytes(len as u64)
+    }
+
+    fn argon2(
+        &self,
+        password: &[u8],
+        salt: &[u8],
+        params: &ports::Argon2Params,
+    ) -> Result<Vec<u8>, String> {
+        let variant = match params.variant {
+            ports::Argon2Variant::Argon2i => wit_hashing::Argon2Variant::Argon2i,
+            ports::Argon2Variant::Argon2id => wit_hashing::Argon2Variant::Argon2id,
+        };
+        let params = wit_hashing::Argon2Params {
+            algorithm: variant,
+            version: params.version,
+            memory_kib: params.memory_kib,
+            iterations: params.iterations,
+            parallelism: params.parallelism,
+            output_len: params.output_len,
+        };
+        wit_hashing::argon2(password, salt, params)
     }
 }
 
@@ -150,7 +172,7 @@ fn with_app<T>(operation: impl FnOnce(&App<'_>) -> Result<T, Error>) -> Result<T
 impl IncomingHandler for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let response = with_app(|app| {
-            let request = read_request(request, app.settings.max_body_bytes);
+            let request = read_request(request, app.settings);
             Ok(http::handle(app, &request))
         })
         .unwrap_or_else(|error| http::error_response(&error));
@@ -173,8 +195,9 @@ fn method_name(method: &Method) -> String {
     }
 }
 
-/// Converts the incoming request, reading at most `limit` bytes of body.
-fn read_request(request: IncomingRequest, limit: usize) -> Request {
+/// Converts the incoming request, reading at most as many bytes of body as
+/// [`http::body_limit`] allows its route.
+fn read_request(request: IncomingRequest, settings: &Settings) -> Request {
     let path_with_query = request.path_with_query().unwrap_or_else(|| "/".into());
     let (path, query) = path_with_query
         .split_once('?')
@@ -192,6 +215,8 @@ fn read_request(request: IncomingRequest, limit: usize) -> Request {
             )
         })
         .collect();
+    let method = method_name(&request.method());
+    let limit = http::body_limit(settings, &method, path);
     let declared_length = headers
         .iter()
         .find(|(name, _)| name == "content-length")
@@ -201,7 +226,7 @@ fn read_request(request: IncomingRequest, limit: usize) -> Request {
         _ => read_body(&request, limit),
     };
     Request {
-        method: method_name(&request.method()),
+        method,
         path: path.to_string(),
         query: query.to_string(),
         headers,
@@ -425,6 +450,17 @@ impl wit_api::Guest for Component {
         with_app(crate::keys::rotate).map_err(to_wit_error)
     }
 
+    fn import_users(
+        first_line: u32,
+        lines: Vec<Vec<u8>>,
+    ) -> Result<wit_api::ImportReport, wit_api::Error> {
+        let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        let importer = crate::import::Importer::CommandLine;
+        with_app(|app| crate::import::import(app, first_line, &lines, importer, &Client::default()))
+            .map(to_wit_import_report)
+            .map_err(to_wit_error)
+    }
+
     fn get_user(user_id: String) -> Result<wit_api::User, wit_api::Error> {
         with_app(|app| auth::get_user(app, &user_id))
             .map(|user| to_wit_user(&user))
@@ -503,6 +539,29 @@ fn to_wit_tokens(grant: Grant) -> wit_api::Tokens {
         refresh_expires_in: grant.refresh_expires_in,
         session_id: grant.session_id,
         user: to_wit_user(&grant.user),
+    }
+}
+
+fn to_wit_import_report(report: crate::import::Report) -> wit_api::ImportReport {
+    wit_api::ImportReport {
+        imported: report.imported,
+        skipped: report
+            .skipped
+            .into_iter()
+            .map(|skipped| wit_api::ImportSkipped {
+                line: skipped.line,
+                code: skipped.code.into(),
+            })
+            .collect(),
+        rejected: report
+            .rejected
+            .into_iter()
+            .map(|rejected| wit_api::ImportRejected {
+                line: rejected.line,
+                field: rejected.field.map(Into::into),
+                code: rejected.code.into(),
+            })
+            .collect(),
     }
 }
 

@@ -4,8 +4,8 @@
 // logout everywhere. Every step's result is checked; any mismatch ends the program with
 // exit code 1.
 //
-// The component is the `.wasm` the native host embeds (built by `cargo build --release
-// -p portcullis`); PORTCULLIS_COMPONENT_WASM names another file.
+// The component is the portable `.wasm` (built by `cargo run --release -p
+// portcullis-spin-compose`); PORTCULLIS_COMPONENT_WASM names another file.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -20,7 +20,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 const wasmPath = resolve(
   process.env.PORTCULLIS_COMPONENT_WASM ??
-    join(root, 'target', 'component', 'wasm32-wasip2', 'release', 'portcullis_component.wasm'),
+    join(root, 'target', 'component', 'portcullis-portable.wasm'),
 );
 
 const PASSWORD = 'Tr1cky!Horse#42';
@@ -53,7 +53,7 @@ function refused(operation, tag) {
 async function main() {
   if (!existsSync(wasmPath)) {
     throw new Error(
-      `${wasmPath} does not exist: build it with \`cargo build --release -p portcullis\` ` +
+      `${wasmPath} does not exist: build it with \`cargo run --release -p portcullis-spin-compose\` ` +
         'or set PORTCULLIS_COMPONENT_WASM',
     );
   }

@@ -4,8 +4,8 @@ refresh token (refused, the session revoked) → change password → revoke a se
 logout → logout everywhere. Every step's result is checked; any mismatch ends the program
 with exit code 1.
 
-The component is the `.wasm` the native host embeds (built by `cargo build --release -p
-portcullis`); PORTCULLIS_COMPONENT_WASM names another file.
+The component is the portable `.wasm` (built by `cargo run --release -p
+portcullis-spin-compose`); PORTCULLIS_COMPONENT_WASM names another file.
 """
 
 import os
@@ -21,7 +21,7 @@ from store import SqliteStore
 from store import INTERFACE as STORE_INTERFACE
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_WASM = ROOT / "target/component/wasm32-wasip2/release/portcullis_component.wasm"
+DEFAULT_WASM = ROOT / "target/component/portcullis-portable.wasm"
 API = "portcullis:auth/api@0.1.0"
 CONFIG = "wasi:config/store@0.2.0-draft-2024-09-27"
 
@@ -271,7 +271,7 @@ def scenario(api: Portcullis) -> int:
 def main() -> int:
     wasm = Path(os.environ.get("PORTCULLIS_COMPONENT_WASM", DEFAULT_WASM)).resolve()
     if not wasm.is_file():
-        print(f"{wasm} does not exist: build it with `cargo build --release -p portcullis` "
+        print(f"{wasm} does not exist: build it with `cargo run --release -p portcullis-spin-compose` "
               "or set PORTCULLIS_COMPONENT_WASM", file=sys.stderr)
         return 1
     settings = {

@@ -174,13 +174,14 @@ impl ApiInstance {
     }
 }
 
-/// Every import the component may use: WASI (p2), `wasi:http`, the store and the
-/// settings.
+/// Every import the component may use: WASI (p2), `wasi:http`, the store, the Argon2
+/// kernel and the settings.
 fn new_linker(engine: &Engine) -> wasmtime::Result<Linker<InstanceState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     crate::db::add_to_linker(&mut linker, InstanceState::store_view)?;
+    crate::hashing::add_to_linker(&mut linker)?;
     crate::wasi_config::add_to_linker(&mut linker, InstanceState::config_view)?;
     Ok(linker)
 }

@@ -22,6 +22,7 @@ pub mod api;
 pub mod commands;
 pub mod db;
 pub mod engine;
+pub mod import;
 pub mod instances;
 pub mod logging;
 pub mod settings;
@@ -30,6 +31,7 @@ pub mod state;
 
 mod admission;
 mod clock;
+mod hashing;
 mod mail;
 mod metrics;
 mod request_id;

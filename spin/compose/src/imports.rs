@@ -97,6 +97,21 @@ pub fn check_imports(component: &[u8], workspace: &Path) -> anyhow::Result<Vec<S
     }
 }
 
+/// The interfaces `component` imports (the portable component's check).
+pub fn imported_interfaces(component: &[u8]) -> anyhow::Result<Vec<String>> {
+    let DecodedWasm::Component(resolve, world) =
+        decode(component).context("decoding the component")?
+    else {
+        bail!("a WIT package, not a component");
+    };
+    let mut problems = Vec::new();
+    let imports = interfaces(&resolve, world, Direction::Imports, &mut problems);
+    if !problems.is_empty() {
+        bail!("the component {}", problems.join("; it "));
+    }
+    Ok(imports.iter().map(Interface::id).collect())
+}
+
 /// The interfaces of Spin's platform world.
 fn platform_interfaces(workspace: &Path) -> anyhow::Result<Vec<Interface>> {
     let mut resolve = Resolve::new();

@@ -1,5 +1,6 @@
 //! `cargo run --release -p portcullis-spin-compose`: builds the Spin artifact
-//! (`target/spin/portcullis.wasm`); `spin build` runs it.
+//! (`target/spin/portcullis.wasm`; `spin build` runs it) and the portable component for
+//! embedders (`target/component/portcullis-portable.wasm`).
 
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ fn main() -> ExitCode {
             for import in artifact.imports {
                 println!("  {import}");
             }
+            println!("wrote {} (for embedders)", artifact.portable.display());
             ExitCode::SUCCESS
         }
         Err(error) => {

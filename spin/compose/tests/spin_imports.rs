@@ -4,7 +4,10 @@
 //! `portcullis:auth/store` only the adapter supplies, and the bare mail relay, whose
 //! `portcullis:auth/api` only the auth component supplies.
 
-use portcullis_spin_compose::{artifact_path, build, check_imports, target_dir, workspace_dir};
+use portcullis_spin_compose::{
+    artifact_path, build, check_imports, imported_interfaces, portable_path, target_dir,
+    workspace_dir,
+};
 
 #[test]
 fn the_artifact_imports_only_what_spin_provides() {
@@ -31,6 +34,22 @@ fn the_artifact_imports_only_what_spin_provides() {
             .iter()
             .any(|import| import.starts_with("portcullis:")),
         "the adapter supplies the store, the auth component the relay's api: {imports:?}"
+    );
+
+    // The portable component carries the Argon2 kernel: a host supplies the store.
+    assert_eq!(artifact.portable, portable_path(&workspace));
+    let portable = imported_interfaces(&std::fs::read(&artifact.portable).unwrap()).unwrap();
+    assert!(
+        portable
+            .iter()
+            .any(|import| import == "portcullis:auth/store@0.1.0"),
+        "{portable:?}"
+    );
+    assert!(
+        !portable
+            .iter()
+            .any(|import| import.starts_with("portcullis:auth/password-hashing")),
+        "{portable:?}"
     );
 
     let auth =
