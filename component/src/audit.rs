@@ -26,6 +26,10 @@ pub const EMAIL_CHANGED: &str = "email_changed";
 pub const ACCOUNT_DELETED: &str = "account_deleted";
 pub const ADMIN_USER_UPDATED: &str = "admin_user_updated";
 pub const RATE_LIMITED: &str = "rate_limited";
+/// A user brought from another system (API.md §9).
+pub const USER_IMPORTED: &str = "user_imported";
+/// A correct password hashed again with the current parameters at login (API.md §9).
+pub const PASSWORD_REHASHED: &str = "password_rehashed";
 
 /// The statement that records `event` about `user_id`.
 pub fn record(

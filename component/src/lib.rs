@@ -14,6 +14,8 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod import;
+pub mod imported_hash;
 pub mod keys;
 pub mod mail;
 pub mod password;

@@ -62,6 +62,8 @@ const CREATE_ADMIN: ApiFunction<(Registration, bool), Returns<Option<User>>> =
     ApiFunction::new("create-admin");
 const PRUNE: ApiFunction<(u32, bool, u32), Returns<Pruned>> = ApiFunction::new("prune");
 const COUNT_ROWS: ApiFunction<(), Returns<Vec<TableRows>>> = ApiFunction::new("count-rows");
+const IMPORT_USERS: ApiFunction<(u32, Vec<Vec<u8>>), Returns<ImportReport>> =
+    ApiFunction::new("import-users");
 
 /// Checks that every function the host calls has the types the host expects.
 pub async fn check_types(instances: &Instances) -> wasmtime::Result<()> {
@@ -73,7 +75,8 @@ pub async fn check_types(instances: &Instances) -> wasmtime::Result<()> {
     ROTATE_SIGNING_KEY.check(&mut instance)?;
     CREATE_ADMIN.check(&mut instance)?;
     PRUNE.check(&mut instance)?;
-    COUNT_ROWS.check(&mut instance)
+    COUNT_ROWS.check(&mut instance)?;
+    IMPORT_USERS.check(&mut instance)
 }
 
 /// What an account is registered with (`record registration`).
@@ -317,5 +320,50 @@ pub async fn prune(
 /// `count-rows`: the rows of each table the service grows.
 pub async fn count_rows(instances: &Instances) -> Answer<Vec<TableRows>> {
     let (outcome,) = COUNT_ROWS.call(instances, ()).await?;
+    Ok(outcome)
+}
+
+/// A line of a user import skipped because its user exists (`record import-skipped`).
+#[derive(ComponentType, Lift, Clone, Debug, serde::Serialize)]
+#[component(record)]
+pub struct ImportSkipped {
+    /// The line's number, from 1.
+    pub line: u32,
+    /// `username_taken`, `email_taken` or `mobile_taken`.
+    pub code: String,
+}
+
+/// One problem of a rejected line (`record import-rejected`).
+#[derive(ComponentType, Lift, Clone, Debug, serde::Serialize)]
+#[component(record)]
+pub struct ImportRejected {
+    /// The line's number, from 1.
+    pub line: u32,
+    /// The field at fault; `None` when the line is not a JSON object.
+    pub field: Option<String>,
+    /// A stable code such as `unsupported_hash`.
+    pub code: String,
+}
+
+/// What an import call did with its lines (`record import-report`).
+#[derive(ComponentType, Lift, Clone, Debug)]
+#[component(record)]
+pub struct ImportReport {
+    /// How many lines became accounts.
+    pub imported: u32,
+    /// The lines whose user exists.
+    pub skipped: Vec<ImportSkipped>,
+    /// Every problem of the lines not imported.
+    pub rejected: Vec<ImportRejected>,
+}
+
+/// `import-users`: imports `lines` (consecutive lines of a JSON Lines file, without
+/// their line endings, the first being line `first_line`).
+pub async fn import_users(
+    instances: &Instances,
+    first_line: u32,
+    lines: Vec<Vec<u8>>,
+) -> Answer<ImportReport> {
+    let (outcome,) = IMPORT_USERS.call(instances, (first_line, lines)).await?;
     Ok(outcome)
 }

@@ -7,6 +7,7 @@
 use std::fs;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::api;
 use crate::db::Database;
 use crate::engine;
+use crate::import;
 use crate::instances::Instances;
 use crate::mail::{Delivery, MailSettings, Mailer};
 use crate::retention::{self, Retention};
@@ -194,6 +196,58 @@ pub async fn prune(
     }
     stdout.flush()?;
     Ok(())
+}
+
+/// `portcullis users import FILE|-`: imports the users of a JSON Lines file (see
+/// [`import`]) and prints the report on stdout. Exits 0 when no line was rejected, 1
+/// otherwise or when the database fails, 2 when the file cannot be read (opened before
+/// anything is touched). Migrations are applied first.
+pub async fn import_users(
+    mut settings: Settings,
+    host: HostSettings,
+    component_wasm: &[u8],
+    source: import::Source,
+) -> anyhow::Result<ExitCode> {
+    let unreadable = |error: &std::io::Error| Rejected {
+        lines: vec![format!(
+            "users import: cannot read {}: {error}",
+            source.name()
+        )],
+    };
+    let mut reader = source.open().map_err(|error| unreadable(&error))?;
+    prepare_data_dir(&mut settings, &host)?;
+    let database = open_migrated(&host).await?;
+    let imports = SharedImports::new(database.clone(), settings.into_map());
+    let instances = start_component(component_wasm, &host, imports).await?;
+    let mut totals = import::Totals::default();
+    let outcome = import::run(&instances, &mut reader, &mut totals).await;
+    database.close().await;
+    match outcome {
+        Ok(()) => {}
+        Err(import::Stopped::Unreadable { line, error }) => {
+            eprintln!("{}", totals.progress());
+            return Err(Rejected {
+                lines: vec![format!(
+                    "users import: cannot read {} at line {line} (the lines before it were \
+                     imported): {error}",
+                    source.name()
+                )],
+            }
+            .into());
+        }
+        Err(import::Stopped::Failed(error)) => {
+            eprintln!("{}", totals.progress());
+            return Err(error);
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string(&totals)?)?;
+    stdout.flush()?;
+    Ok(if totals.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The admin of `PORTCULLIS_ADMIN_USERNAME` / `_EMAIL` / `_PASSWORD`, created at start-up

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use portcullis::api::Registration;
 use portcullis::settings::{self, Rejected, Settings};
-use portcullis::{COMPONENT_WASM, commands, logging};
+use portcullis::{COMPONENT_WASM, commands, import, logging};
 
 /// The exit code for bad settings.
 const EXIT_BAD_SETTINGS: u8 = 2;
@@ -44,6 +44,9 @@ enum Command {
     /// Manage administrators.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCommand),
@@ -78,6 +81,20 @@ enum AdminCommand {
 }
 
 #[derive(Subcommand)]
+enum UsersCommand {
+    /// Import users with the password hashes of another system from JSON Lines, one
+    /// user a line (bcrypt, Argon2i/Argon2id, PBKDF2-SHA256 as Django or passlib writes
+    /// it). Prints the report as one JSON object on stdout and progress on stderr; exits
+    /// 0 when no line was rejected, 1 otherwise, 2 when the file cannot be read.
+    /// Migrations are applied first.
+    Import {
+        /// The JSON Lines file; `-` reads standard input.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Retire the signing key, create a new one and print its kid. Tokens signed with
     /// the retired key stay valid until they expire. Migrations are applied first.
@@ -87,12 +104,12 @@ enum KeysCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => report(&error),
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref());
     let (host, log_settings) = match settings::check(&settings) {
         Ok(checked) => checked,
@@ -112,6 +129,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         match cli.command {
+            Command::Users(UsersCommand::Import { file }) => {
+                let source = import::Source::from_argument(&file);
+                return commands::import_users(settings, host, COMPONENT_WASM, source).await;
+            }
             Command::Serve => commands::serve(settings, host, COMPONENT_WASM).await,
             Command::Migrate => commands::migrate(host).await,
             Command::Keys(KeysCommand::Rotate) => {
@@ -132,6 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 commands::create_admin(settings, host, COMPONENT_WASM, registration).await
             }
         }
+        .map(|()| ExitCode::SUCCESS)
     })
 }
 

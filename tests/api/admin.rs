@@ -274,7 +274,7 @@ fn refused_start(settings: &[(&str, &str)]) -> (bool, String) {
 
 /// Runs `portcullis admin create` on `database_url` with `password` on stdin; returns
 /// (success, stdout, stderr).
-fn admin_create(database_url: &str, user: &TestUser, password: &str) -> (bool, String, String) {
+pub fn admin_create(database_url: &str, user: &TestUser, password: &str) -> (bool, String, String) {
     let folder = tempfile::tempdir().expect("tempdir");
     let mut child = portcullis(
         &[

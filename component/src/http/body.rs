@@ -35,9 +35,27 @@ pub fn json_object(request: &Request, limit: usize) -> Result<JsonObject, Error>
 
 /// `application/json`, with or without parameters such as `charset=utf-8`.
 fn is_json_content_type(value: Option<&str>) -> bool {
+    is_media_type(value, "application/json")
+}
+
+/// The bytes of a JSON Lines body (`application/x-ndjson`, API.md §9), after the size
+/// and content-type checks; the lines are read one by one by the caller.
+pub fn ndjson_body(request: &Request, limit: usize) -> Result<&[u8], Error> {
+    let bytes = match &request.body {
+        Body::TooLarge => return Err(Error::PayloadTooLarge { limit }),
+        Body::Complete(bytes) => bytes,
+    };
+    if !is_media_type(request.header(header::CONTENT_TYPE), "application/x-ndjson") {
+        return Err(Error::UnsupportedMediaType);
+    }
+    Ok(bytes)
+}
+
+/// True when the `Content-Type` value names `expected`, with or without parameters.
+fn is_media_type(value: Option<&str>, expected: &str) -> bool {
     value
         .and_then(|value| value.split(';').next())
-        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case(expected))
 }
 
 /// Where the JSON broke, without echoing the body.

@@ -1,12 +1,12 @@
 //! One function per endpoint: read the request, call the domain, shape the answer.
 
-use super::body::json_object;
+use super::body::{json_object, ndjson_body};
 use super::model::{
     Accepted, AdminUserChange, AuditPage, ChangePasswordRequest, DeleteAccountRequest, EmailRules,
-    ForgotPasswordRequest, Health, HealthProblem, Jwks, LoginRequest, MobileRules, OAuthError,
-    OAuthToken, PasswordRules, Problem, ProfileUpdate, RefreshRequest, RegisterRequest, Registered,
-    ResetPasswordRequest, SessionList, SessionRules, TokenForm, TokenInfo, TokenResponse,
-    TokenRules, User, UserPage, UsernameRules, ValidationRules, VerifyEmailRequest,
+    ForgotPasswordRequest, Health, HealthProblem, ImportReport, Jwks, LoginRequest, MobileRules,
+    OAuthError, OAuthToken, PasswordRules, Problem, ProfileUpdate, RefreshRequest, RegisterRequest,
+    Registered, ResetPasswordRequest, SessionList, SessionRules, TokenForm, TokenInfo,
+    TokenResponse, TokenRules, User, UserPage, UsernameRules, ValidationRules, VerifyEmailRequest,
 };
 use super::oauth;
 use super::problem::PROBLEM_JSON;
@@ -16,6 +16,7 @@ use crate::admin;
 use crate::app::{App, rfc3339};
 use crate::auth::{self, Registration};
 use crate::error::Error;
+use crate::import;
 use crate::keys;
 use crate::refresh;
 use crate::sessions::{self, Authenticated, Client};
@@ -607,6 +608,34 @@ pub fn admin_delete_user(context: &Context<'_>) -> Result<Response, Error> {
         &context.client(None),
     )?;
     Ok(Response::empty(204))
+}
+
+/// Imports users with the password hashes of another system (admin; API.md §9).
+#[utoipa::path(post, path = "/api/v1/admin/users/import", tag = "admin",
+    security(("bearer" = []), ("oauth2" = [])),
+    request_body(content = String, content_type = "application/x-ndjson",
+        description = "JSON Lines, up to 1 MiB, one user a line: `{\"username\", \"email\", \
+            \"password_hash\", \"mobile_number\"?, \"email_verified\"?, \"is_active\"?, \
+            \"is_admin\"?, \"created_at\"?}`. `password_hash`: bcrypt (`$2a$`, `$2b$`, \
+            `$2y$`, cost 4–16), Argon2i/Argon2id PHC (m ≤ 65536 KiB, t ≤ 10, p ≤ 8), or \
+            PBKDF2-SHA256 in Django's or passlib's form (≤ 2,000,000 iterations)."),
+    responses(
+        (status = 200, description = "What became of each line: each is imported whole or \
+            not at all; a line whose username, email or mobile number exists is skipped and \
+            the existing account left unchanged.", body = ImportReport),
+        (status = 403, description = "`forbidden`: not an admin."),
+        (status = 413, description = "`payload_too_large`: more than 1 MiB."),
+        (status = 415, description = "`unsupported_media_type`: not `application/x-ndjson`."),
+    ))]
+pub fn admin_import_users(context: &Context<'_>) -> Result<Response, Error> {
+    let actor = admin(context)?;
+    let body = ndjson_body(context.request, import::MAX_BODY_BYTES)?;
+    let lines: Vec<&[u8]> = body.split(|byte| *byte == b'\n').collect();
+    let importer = import::Importer::Admin {
+        actor_id: &actor.id,
+    };
+    let report = import::import(context.app, 1, &lines, importer, &context.client(None))?;
+    Ok(Response::json(200, &ImportReport::from(report)))
 }
 
 /// Revokes every session of a user (admin).

@@ -15,7 +15,7 @@ mod pages;
 mod problem;
 mod router;
 
-pub use router::handle;
+pub use router::{body_limit, handle};
 
 /// The problem answer for an error that happened before routing (e.g. bad settings).
 pub fn error_response(error: &crate::error::Error) -> Response {

@@ -9,6 +9,7 @@ use super::body::JsonObject;
 use crate::account::Change;
 use crate::admin::AuditEvent as AuditRecord;
 use crate::error::{Error, FieldError as DomainFieldError};
+use crate::import::Report;
 use crate::sessions::{Grant, SessionView};
 use crate::users::PublicUser;
 
@@ -305,6 +306,66 @@ pub struct Accepted {
 pub struct UserPage {
     pub users: Vec<User>,
     pub next_cursor: Option<String>,
+}
+
+/// What a user import did with each line (API.md §9).
+#[derive(Serialize, ToSchema)]
+pub struct ImportReport {
+    /// How many lines became accounts.
+    pub imported: u32,
+    /// Lines whose username, email or mobile number exists; the account was not changed.
+    pub skipped: Vec<ImportSkipped>,
+    /// Every problem of the lines that were not imported (several per line when several
+    /// fields are wrong).
+    pub rejected: Vec<ImportRejected>,
+}
+
+/// A line skipped because its user exists.
+#[derive(Serialize, ToSchema)]
+pub struct ImportSkipped {
+    /// The line's number, from 1.
+    pub line: u32,
+    /// `username_taken`, `email_taken` or `mobile_taken`.
+    #[schema(example = "email_taken")]
+    pub code: &'static str,
+}
+
+/// One problem of a rejected line.
+#[derive(Serialize, ToSchema)]
+pub struct ImportRejected {
+    /// The line's number, from 1.
+    pub line: u32,
+    /// The field at fault; `null` when the line is not a JSON object.
+    #[schema(example = "password_hash")]
+    pub field: Option<&'static str>,
+    /// `unsupported_hash`, `invalid_json`, or a field code of the registration rules.
+    #[schema(example = "unsupported_hash")]
+    pub code: &'static str,
+}
+
+impl From<Report> for ImportReport {
+    fn from(report: Report) -> Self {
+        ImportReport {
+            imported: report.imported,
+            skipped: report
+                .skipped
+                .into_iter()
+                .map(|skipped| ImportSkipped {
+                    line: skipped.line,
+                    code: skipped.code,
+                })
+                .collect(),
+            rejected: report
+                .rejected
+                .into_iter()
+                .map(|rejected| ImportRejected {
+                    line: rejected.line,
+                    field: rejected.field,
+                    code: rejected.code,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One audit event.

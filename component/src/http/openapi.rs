@@ -19,10 +19,10 @@ use utoipa::openapi::{
 use super::handlers::Context;
 use super::model::{
     Accepted, AdminUserChange, AuditEvent, AuditPage, ChangePasswordRequest, DeleteAccountRequest,
-    FieldError, ForgotPasswordRequest, Health, HealthProblem, Jwk, Jwks, LoginRequest, OAuthError,
-    OAuthToken, Problem, ProfileUpdate, RefreshRequest, RegisterRequest, Registered,
-    ResetPasswordRequest, Session, SessionList, TokenForm, TokenInfo, TokenResponse, User,
-    UserPage, ValidationRules, VerifyEmailRequest,
+    FieldError, ForgotPasswordRequest, Health, HealthProblem, ImportRejected, ImportReport,
+    ImportSkipped, Jwk, Jwks, LoginRequest, OAuthError, OAuthToken, Problem, ProfileUpdate,
+    RefreshRequest, RegisterRequest, Registered, ResetPasswordRequest, Session, SessionList,
+    TokenForm, TokenInfo, TokenResponse, User, UserPage, ValidationRules, VerifyEmailRequest,
 };
 use super::pages::{ResetPasswordForm, VerifyEmailForm};
 use super::problem::PROBLEM_JSON;
@@ -91,6 +91,9 @@ the keys at `/.well-known/jwks.json` (by `kid`).";
     ForgotPasswordRequest,
     Health,
     HealthProblem,
+    ImportRejected,
+    ImportReport,
+    ImportSkipped,
     Jwk,
     Jwks,
     LoginRequest,

@@ -13,6 +13,8 @@ use super::{cors, docs, openapi, pages};
 use crate::abuse;
 use crate::app::App;
 use crate::error::Error;
+use crate::import;
+use crate::settings::Settings;
 
 type Handler = fn(&Context<'_>) -> Result<Response, Error>;
 
@@ -195,6 +197,15 @@ const ROUTES: &[Route] = &[
         allow: "GET",
     },
     Route {
+        pattern: IMPORT_PATH,
+        methods: &[(
+            "POST",
+            handlers::admin_import_users,
+            described::<handlers::__path_admin_import_users>,
+        )],
+        allow: "POST",
+    },
+    Route {
         pattern: "/api/v1/admin/users/{id}",
         methods: &[
             (
@@ -326,6 +337,20 @@ pub fn is_rate_limited(method: &str, path: &str) -> bool {
     method == "POST"
         && (path.starts_with(RATE_LIMITED_PREFIX) || RATE_LIMITED_PAGES.contains(&path))
 }
+
+/// The most body bytes a host reads for a request with `method` to `path`:
+/// `max_body_bytes`, except for the user import, which takes up to
+/// [`import::MAX_BODY_BYTES`] of JSON Lines (API.md §9).
+pub fn body_limit(settings: &Settings, method: &str, path: &str) -> usize {
+    if method == "POST" && path == IMPORT_PATH {
+        import::MAX_BODY_BYTES
+    } else {
+        settings.max_body_bytes
+    }
+}
+
+/// The user import's path (matched before `/api/v1/admin/users/{id}`).
+pub const IMPORT_PATH: &str = "/api/v1/admin/users/import";
 
 /// Every route pattern with each of its methods and their descriptions, in table order.
 pub fn endpoints() -> impl Iterator<Item = (&'static str, &'static str, Describe)> {
