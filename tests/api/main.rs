@@ -121,11 +121,63 @@ const MODULES: &[Module] = &[
 
 /// Modules (`module`) or tests (`module::test`) that cannot run on a setup, and why:
 /// their trials are ignored there.
-const NOT_APPLICABLE: &[(&str, Setup, &str)] = &[(
-    "outage",
-    Setup::SQLITE,
-    "a SQLite file has no connection to cut",
-)];
+const NOT_APPLICABLE: &[(&str, Setup, &str)] = &[
+    (
+        "outage",
+        Setup::SQLITE,
+        "a SQLite file has no connection to cut",
+    ),
+    (
+        "settings_check",
+        Setup::SPIN_POSTGRES,
+        "the native host's command line and start-up checks (Spin checks its variables)",
+    ),
+    (
+        "observability",
+        Setup::SPIN_POSTGRES,
+        "/metrics, request ids and the access log are the native host's",
+    ),
+    (
+        "rough_edges::listening_on_is_a_json_log_line",
+        Setup::SPIN_POSTGRES,
+        "PORTCULLIS_LOG_FORMAT is the native host's",
+    ),
+    (
+        "rough_edges::trace_logging_leaves_the_compiler_out_unless_named",
+        Setup::SPIN_POSTGRES,
+        "PORTCULLIS_LOG is the native host's",
+    ),
+    (
+        "mail::mail_is_delivered_over_smtp_as_text_and_html",
+        Setup::SPIN_POSTGRES,
+        "reads the native mailer's start-up line (Spin mails through a webhook)",
+    ),
+    (
+        "mail::without_smtp_the_mail_is_written_to_the_log",
+        Setup::SPIN_POSTGRES,
+        "the native log mailer's line (Spin's relay writes its own; lib test served.rs)",
+    ),
+    (
+        "mail::mail_queued_while_smtp_is_down_is_delivered_when_it_is_up",
+        Setup::SPIN_POSTGRES,
+        "the native delivery loop retries on its own; on Spin only a later request does",
+    ),
+    (
+        "retention::serve_prunes_at_start_up_logs_the_round_and_counts_rows",
+        Setup::SPIN_POSTGRES,
+        "retention rounds run in portcullis serve",
+    ),
+    (
+        "retention::given_up_mail_goes_after_a_day",
+        Setup::SPIN_POSTGRES,
+        "fails deliveries in the native loop's rhythm; Spin's relay tries at once",
+    ),
+    (
+        "security::mail_bodies_with_tokens_leave_the_outbox_when_given_up_or_expired",
+        Setup::SPIN_POSTGRES,
+        "waits for the native delivery loop; on Spin only a later request sweeps",
+    ),
+];
 
 fn main() -> ExitCode {
     let mut arguments = Arguments::from_args();

@@ -10,7 +10,10 @@
 //! `.spin/sqlite_db.db`; default the current folder), `PORTCULLIS_CACHE_DIR` (the
 //! compiled artifact is kept there) and `PORTCULLIS_SMTP_URL` (the test host plays the
 //! deployment's mail webhook and sends to that server, see
-//! `spin_test_host::mail_bridge`). It prints `listening on http://ADDR` on stdout once
+//! `spin_test_host::mail_bridge`). Given `PORTCULLIS_ADMIN_USERNAME`, `_EMAIL` and
+//! `_PASSWORD`, it first does what the README tells Spin users to do for an admin: runs
+//! `portcullis admin create` (the `portcullis` binary next to this one) on the same
+//! database, and serves whatever it answers (an admin that exists already, say). It prints `listening on http://ADDR` on stdout once
 //! it accepts requests; the components' stderr (Spin's log) is its stderr.
 
 use std::collections::HashMap;
@@ -61,6 +64,13 @@ async fn run() -> anyhow::Result<()> {
     if let Some(smtp_url) = smtp_url {
         route_mail_to_smtp(&mut variables, &smtp_url).await?;
     }
+    if let (Some(username), Some(email), Some(password)) = (
+        given.get("admin_username"),
+        given.get("admin_email"),
+        given.get("admin_password"),
+    ) {
+        create_admin(username, email, password)?;
+    }
 
     let engine = Engine::new(&Config::new())?;
     let wasm = std::fs::read(artifact)
@@ -88,6 +98,29 @@ async fn run() -> anyhow::Result<()> {
     writeln!(stdout, "listening on http://{address}")?;
     stdout.flush()?;
     serve(Arc::new(served), listener).await;
+    Ok(())
+}
+
+/// Runs `portcullis admin create` with this process' settings, the password on its
+/// stdin; its output goes to this process' stderr.
+fn create_admin(username: &str, email: &str, password: &str) -> anyhow::Result<()> {
+    let portcullis = std::env::current_exe()?.with_file_name("portcullis");
+    let mut child = std::process::Command::new(&portcullis)
+        .args(["admin", "create", "--username", username, "--email", email])
+        .env_remove("PORTCULLIS_ADMIN_USERNAME")
+        .env_remove("PORTCULLIS_ADMIN_EMAIL")
+        .env_remove("PORTCULLIS_ADMIN_PASSWORD")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("running {} admin create", portcullis.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        writeln!(stdin, "{password}")?;
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        eprintln!("`portcullis admin create` did not create the admin ({status}); serving on");
+    }
     Ok(())
 }
 
