@@ -23,7 +23,6 @@ pub mod commands;
 pub mod db;
 pub mod engine;
 pub mod import;
-pub mod import;
 pub mod instances;
 pub mod logging;
 pub mod settings;
