@@ -47,7 +47,7 @@ pub fn verification_mail(
     user: &User,
     client: &Client,
 ) -> Result<Vec<Statement>, Error> {
-    if !mail::may_send(app, &user.email, Kind::VerifyEmail)? {
+    if !mail::may_send(app, &user.email, Kind::VerifyEmail, &user.id)? {
         return Ok(Vec::new());
     }
     let mut statements = issue_token(app, user, &user.email, Kind::VerifyEmail);
@@ -248,7 +248,7 @@ fn resolve_reset_requests(app: &App<'_>) -> Result<(), Error> {
         }];
         let user = users::find_by_login(app, &email)?.filter(|user| user.is_active && !stale);
         if let Some(user) = user
-            && mail::may_send(app, &user.email, Kind::ResetPassword)?
+            && mail::may_send(app, &user.email, Kind::ResetPassword, &user.id)?
         {
             statements.extend(issue_token(app, &user, &user.email, Kind::ResetPassword));
             statements.push(audit::record(

@@ -17,6 +17,7 @@ pub mod http;
 pub mod import;
 pub mod imported_hash;
 pub mod keys;
+pub mod log;
 pub mod mail;
 pub mod password;
 pub mod ports;

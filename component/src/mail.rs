@@ -59,8 +59,21 @@ pub struct Mail {
     pub attempts: u32,
 }
 
-/// True when another mail of this kind may go to `address` now.
-pub fn may_send(app: &App<'_>, address: &str, kind: Kind) -> Result<bool, Error> {
+/// True when another mail of this kind may go to `address` (the account `user_id`'s) now;
+/// when not, says so in the log.
+pub fn may_send(app: &App<'_>, address: &str, kind: Kind, user_id: &str) -> Result<bool, Error> {
+    let allowed = within_mail_throttle(app, address, kind)?;
+    if !allowed {
+        crate::log::warn(&format!(
+            "mail throttled: no {} mail for user {user_id}; its address had one in the last \
+             {MIN_SECONDS_BETWEEN_MAILS} s or {MAILS_PER_HOUR} in the last hour",
+            kind.as_str()
+        ));
+    }
+    Ok(allowed)
+}
+
+fn within_mail_throttle(app: &App<'_>, address: &str, kind: Kind) -> Result<bool, Error> {
     let now = app.now();
     let row = app.db.query_one(
         "SELECT COUNT(*), MAX(created_at) FROM outbox \
@@ -392,7 +405,7 @@ mod tests {
     fn mails_to_one_address_are_throttled() {
         let harness = Harness::new(&[]);
         let app = harness.app();
-        assert!(may_send(&app, "john@example.com", Kind::ResetPassword).unwrap());
+        assert!(may_send(&app, "john@example.com", Kind::ResetPassword, "u1").unwrap());
         app.db
             .batch(vec![compose(
                 &app,
@@ -402,9 +415,9 @@ mod tests {
                 "T",
             )])
             .unwrap();
-        assert!(!may_send(&app, "john@example.com", Kind::ResetPassword).unwrap());
-        assert!(may_send(&app, "john@example.com", Kind::VerifyEmail).unwrap());
+        assert!(!may_send(&app, "john@example.com", Kind::ResetPassword, "u1").unwrap());
+        assert!(may_send(&app, "john@example.com", Kind::VerifyEmail, "u1").unwrap());
         harness.env.advance(60);
-        assert!(may_send(&app, "john@example.com", Kind::ResetPassword).unwrap());
+        assert!(may_send(&app, "john@example.com", Kind::ResetPassword, "u1").unwrap());
     }
 }

@@ -31,6 +31,7 @@ pub mod state;
 
 mod admission;
 mod clock;
+mod component_log;
 mod hashing;
 mod mail;
 mod metrics;

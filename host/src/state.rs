@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::clock::SystemClock;
+use crate::component_log::ComponentLog;
 use crate::db::{Database, StoreView};
 use crate::wasi_config::ConfigView;
 
@@ -30,10 +31,11 @@ impl SharedImports {
     }
 
     /// Fresh state for one instance: no environment, arguments, files or network;
-    /// stdout discarded, stderr inherited; the host's clock; secure random.
+    /// stdout discarded, stderr into the log (`component_log.rs`); the host's clock;
+    /// secure random.
     pub fn instance_state(&self) -> InstanceState {
         let wasi = WasiCtx::builder()
-            .inherit_stderr()
+            .stderr(ComponentLog)
             .wall_clock(SystemClock)
             .build();
         InstanceState {

@@ -3,7 +3,9 @@
 //! as in text), and `trace` logging leaves the compiler's traces out.
 
 use crate::account::post_form;
-use crate::mail::{SmtpSink, mailing_app, private_database, user_with_verification_mail};
+use crate::mail::{
+    SmtpSink, mailing_app, private_database, request_verification, user_with_verification_mail,
+};
 use crate::support::TestApp;
 use std::time::Duration;
 
@@ -44,6 +46,20 @@ api_tests! {
             "{message_id}"
         );
         assert!(mail.header("Date").is_some(), "a Date");
+    }
+
+    /// A mail the per-address throttle holds back is a log line naming the account and
+    /// the kind of mail, never the address.
+    fn a_throttled_mail_is_a_log_line() {
+        let app = TestApp::spawn_with(&[("PORTCULLIS_RATE_LIMIT", "off")]);
+        let (user, access_token, body) = app.registered_user();
+        let user_id = body["user"]["id"].as_str().expect("the user's id");
+        request_verification(&app, &access_token);
+        request_verification(&app, &access_token);
+        let line = format!("mail throttled: no verify_email mail for user {user_id}");
+        let output = app.wait_for_output(&line, Duration::from_secs(10));
+        let logged = output.lines().find(|logged| logged.contains(&line)).unwrap_or_default();
+        assert!(!logged.contains(&user.email), "{logged}");
     }
 
     /// `listening on http://ADDR` is also a line of the JSON log.

@@ -33,6 +33,11 @@ pub fn problem(error: &Error) -> Response {
             response.with_header("retry-after", UNAVAILABLE_RETRY_SECONDS.to_string())
         }
         Error::MethodNotAllowed { allow } => response.with_header("allow", *allow),
+        Error::Internal(reason) => {
+            // The client learns nothing of it; the operator must.
+            crate::log::warn(&format!("internal error: {reason}"));
+            response
+        }
         _ => response,
     }
 }
