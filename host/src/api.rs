@@ -1,7 +1,7 @@
 //! Typed calls into the component's `portcullis:auth/api` (wit/api.wit): the start-up
 //! settings check, mail delivery (`claim-mail`, `mail-sent`, `mail-failed`), key
-//! rotation, admin creation and retention (`prune`, `count-rows`). Each call runs in an
-//! instance of its own.
+//! rotation, admin creation, retention (`prune`, `count-rows`) and the user import
+//! (`import-users`). Each call runs in an instance of its own.
 //!
 //! The Rust types here mirror the WIT records and variants the host uses; wasmtime
 //! checks them against the component's when a function is looked up, and
