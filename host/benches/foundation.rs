@@ -22,6 +22,9 @@ use portcullis::settings::{self, HostSettings, Settings};
 use portcullis::state::SharedImports;
 use wasmtime::component::Val;
 
+#[path = "foundation/native_baseline.rs"]
+mod native_baseline;
+
 const HASHES: u32 = 20;
 const INSTANTIATIONS: u32 = 2_000;
 const PASSWORD: &str = "Tr1cky!Horse#42";
@@ -38,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     let native_hash_ms = native_argon2();
     tokio::runtime::Runtime::new()?.block_on(in_component(workdir.path()))?;
     http_rates(workdir.path(), native_hash_ms)?;
+    users_me_against_native(workdir.path())?;
     Ok(())
 }
 
@@ -537,6 +541,121 @@ fn load(
     let run = timed_load(seconds, connections, make);
     anyhow::ensure!(run.failures == 0, "{} requests failed", run.failures);
     Ok(run.rate)
+}
+
+/// `GET /api/v1/users/me` under wrk (`BENCH_WRK_CONNECTIONS`, default 32; two threads),
+/// on SQLite: the real binary against the same logic without wasm ([`native_baseline`])
+/// in the same run. Skipped without `wrk` on the PATH.
+fn users_me_against_native(dir: &std::path::Path) -> anyhow::Result<()> {
+    let seconds = env_or("BENCH_HTTP_SECONDS", 10);
+    let connections = env_or("BENCH_WRK_CONNECTIONS", 32);
+    if Command::new("wrk").arg("--version").output().is_err() {
+        println!("  (users/me under wrk skipped: no wrk on the PATH)");
+        return Ok(());
+    }
+    let (mut child, address) = start_server(dir, &format!("sqlite://{}/me.db", dir.display()))?;
+    let token = register(&address, &format!("{}_me", unique_run()));
+    let component = token.and_then(|token| wrk_users_me(&address, &token, seconds, connections));
+    child.kill()?;
+    child.wait()?;
+    let component = component?;
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let baseline_address = runtime.block_on(start_native_baseline(dir))?;
+    let token = register(&baseline_address, &format!("{}_me", unique_run()))?;
+    let native = wrk_users_me(&baseline_address, &token, seconds, connections)?;
+    for (label, figures) in [("component", &component), ("no wasm", &native)] {
+        report(
+            &format!("GET /api/v1/users/me, SQLite, {connections} conns, {label} (req/s)"),
+            figures.rate,
+            "req/s",
+        );
+        report(&format!("  … p50, {label} (ms)"), figures.p50_ms, "ms");
+        report(&format!("  … p99, {label} (ms)"), figures.p99_ms, "ms");
+    }
+    report(
+        "GET /api/v1/users/me, component / no wasm",
+        component.rate / native.rate,
+        "",
+    );
+    Ok(())
+}
+
+/// The same logic without wasm on a fresh SQLite file, in this process.
+async fn start_native_baseline(dir: &std::path::Path) -> anyhow::Result<String> {
+    let settings: std::collections::HashMap<String, String> = [
+        ("data_dir", dir.display().to_string()),
+        (
+            "database_url",
+            format!("sqlite://{}/me-native.db", dir.display()),
+        ),
+        (
+            "jwt_secret",
+            "bench-secret-bench-secret-bench-secret!!".into(),
+        ),
+        ("rate_limit", "off".into()),
+        ("max_sessions", "0".into()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value))
+    .collect();
+    let host = HostSettings::parse(&Settings::from(settings.clone()))?;
+    let database = Database::connect(&host.database).await?;
+    database.migrate().await?;
+    native_baseline::serve(database, &settings).await
+}
+
+/// Requests per second and latency percentiles of one wrk run.
+struct WrkFigures {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn wrk_users_me(
+    address: &str,
+    token: &str,
+    seconds: u64,
+    connections: u64,
+) -> anyhow::Result<WrkFigures> {
+    let output = Command::new("wrk")
+        .args(["-t2", "--latency"])
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{seconds}s"))
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!("{address}/api/v1/users/me"))
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.contains("Non-2xx") {
+        anyhow::bail!("wrk saw answers other than 200:\n{text}");
+    }
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(str::trim)
+            .ok_or_else(|| anyhow::anyhow!("no {prefix:?} in wrk's output:\n{text}"))
+    };
+    Ok(WrkFigures {
+        rate: field("Requests/sec:")?.parse()?,
+        p50_ms: wrk_millis(field("50%")?)?,
+        p99_ms: wrk_millis(field("99%")?)?,
+    })
+}
+
+/// wrk's `1.23ms` / `456.00us` / `1.20s` in milliseconds.
+fn wrk_millis(text: &str) -> anyhow::Result<f64> {
+    let (number, factor) = if let Some(number) = text.strip_suffix("us") {
+        (number, 0.001)
+    } else if let Some(number) = text.strip_suffix("ms") {
+        (number, 1.0)
+    } else if let Some(number) = text.strip_suffix('s') {
+        (number, 1000.0)
+    } else {
+        anyhow::bail!("unknown wrk duration {text:?}")
+    };
+    Ok(number.parse::<f64>()? * factor)
 }
 
 fn env_or(name: &str, default: u64) -> u64 {

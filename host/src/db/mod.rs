@@ -180,7 +180,8 @@ impl Database {
         }
     }
 
-    async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, Error> {
+    /// Runs one statement that returns rows (what `store.query` does).
+    pub async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, Error> {
         match self {
             Self::Sqlite(pool) => pool.query(sql, params).await,
             Self::Postgres(pool) => pool.query(sql, params).await,
@@ -188,7 +189,8 @@ impl Database {
         }
     }
 
-    async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, Error> {
+    /// Runs one statement; returns the rows it affected (what `store.execute` does).
+    pub async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, Error> {
         match self {
             Self::Sqlite(pool) => pool.execute(sql, params).await,
             Self::Postgres(pool) => pool.execute(sql, params).await,
@@ -196,7 +198,8 @@ impl Database {
         }
     }
 
-    async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<u64>, Error> {
+    /// Runs statements in one transaction (what `store.batch` does).
+    pub async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<u64>, Error> {
         match self {
             Self::Sqlite(pool) => pool.batch(statements).await,
             Self::Postgres(pool) => pool.batch(statements).await,
