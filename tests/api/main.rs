@@ -180,6 +180,10 @@ const NOT_APPLICABLE: &[(&str, Setup, &str)] = &[
 ];
 
 fn main() -> ExitCode {
+    if let Some(stale) = stale_not_applicable() {
+        eprintln!("NOT_APPLICABLE names {stale:?}, which is no module or test");
+        return ExitCode::FAILURE;
+    }
     let mut arguments = Arguments::from_args();
     arguments.test_threads = arguments.test_threads.or_else(default_test_threads);
     let run = if arguments.list {
@@ -195,6 +199,22 @@ fn main() -> ExitCode {
     let conclusion = libtest_mimic::run(&arguments, trials);
     run.finish();
     conclusion.exit_code()
+}
+
+/// The first entry of [`NOT_APPLICABLE`] that names no module nor test, if any: the
+/// list may only leave out tests that exist.
+fn stale_not_applicable() -> Option<&'static str> {
+    NOT_APPLICABLE
+        .iter()
+        .map(|(name, _, _)| *name)
+        .find(|name| {
+            !MODULES.iter().any(|(module, tests)| {
+                name == module
+                    || tests()
+                        .iter()
+                        .any(|(test, _)| *name == format!("{module}::{test}"))
+            })
+        })
 }
 
 /// Twice the cores, at least four: most of a trial's time is spent waiting on the host it

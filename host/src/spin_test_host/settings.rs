@@ -94,3 +94,73 @@ pub fn from_environment(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = r#"
+        [variables]
+        jwt_secret = { required = true, secret = true }
+        rate_limit = { default = "10/60" }
+        public_url = { default = "http://127.0.0.1:3000" }
+
+        [component.portcullis.variables]
+        jwt_secret = "{{ jwt_secret }}"
+        rate_limit = "{{rate_limit}}"
+        public_url = "at {{ public_url }}/"
+    "#;
+
+    fn given(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn given_values_win_over_defaults_and_templates_are_expanded() {
+        let variables = component_variables(
+            MANIFEST,
+            "portcullis",
+            &given(&[("jwt_secret", "s3cret"), ("rate_limit", "off")]),
+        )
+        .unwrap();
+        assert_eq!(
+            variables,
+            given(&[
+                ("jwt_secret", "s3cret"),
+                ("rate_limit", "off"),
+                ("public_url", "at http://127.0.0.1:3000/"),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_required_variable_must_be_given_and_undeclared_ones_are_ignored() {
+        let missing = component_variables(MANIFEST, "portcullis", &given(&[("hash_queue", "9")]));
+        assert_eq!(
+            missing.unwrap_err(),
+            "the variable jwt_secret is required: set PORTCULLIS_JWT_SECRET"
+        );
+        let variables = component_variables(
+            MANIFEST,
+            "portcullis",
+            &given(&[("jwt_secret", "s"), ("hash_queue", "9")]),
+        )
+        .unwrap();
+        assert!(!variables.contains_key("hash_queue"), "{variables:?}");
+    }
+
+    #[test]
+    fn the_environment_gives_portcullis_variables_by_their_lower_case_name() {
+        let environment = [
+            ("PORTCULLIS_JWT_SECRET".to_owned(), "s".to_owned()),
+            ("SPIN_VARIABLE_RATE_LIMIT".to_owned(), "off".to_owned()),
+        ];
+        assert_eq!(
+            from_environment(environment.into_iter()),
+            given(&[("jwt_secret", "s")])
+        );
+    }
+}
