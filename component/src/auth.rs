@@ -147,7 +147,34 @@ pub fn registration_conflict(error: StoreError) -> Error {
 
 /// Logs in by username, email or mobile number. Unknown accounts cost the same hash as
 /// known ones; the account's state is revealed only after a correct password.
+///
+/// When the hash the password was checked against was due for a rehash and changed
+/// before the session opened, a concurrent first login most likely rehashed it: the
+/// login is tried once more against the stored hash, so that neither of two concurrent
+/// correct logins is refused.
 pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Result<Grant, Error> {
+    match login_once(app, login, password, client)? {
+        Attempt::Done(grant) => Ok(*grant),
+        Attempt::HashChangedBeforeRehash => match login_once(app, login, password, client)? {
+            Attempt::Done(grant) => Ok(*grant),
+            Attempt::HashChangedBeforeRehash => Err(Error::InvalidCredentials),
+        },
+    }
+}
+
+/// How one login attempt ended, when it did not fail.
+enum Attempt {
+    Done(Box<Grant>),
+    /// The account's hash, due for a rehash, changed between the check and the session.
+    HashChangedBeforeRehash,
+}
+
+fn login_once(
+    app: &App<'_>,
+    login: &str,
+    password: &str,
+    client: &Client,
+) -> Result<Attempt, Error> {
     check_login_input(login, password)?;
     let ip = client.ip_address.as_deref();
     let Some(user) = users::find_by_login(app, login)? else {
@@ -176,11 +203,16 @@ pub fn login(app: &App<'_>, login: &str, password: &str, client: &Client) -> Res
         ip,
         json!({ "session_id": opening.grant.session_id }),
     ));
-    statements.extend(rehash(app, &user, password, ip)?);
+    let rehashing = rehash(app, &user, password, ip)?;
+    let due_for_rehash = !rehashing.is_empty();
+    statements.extend(rehashing);
     match app.db.batch(statements) {
-        Ok(_) => Ok(opening.grant),
+        Ok(_) => Ok(Attempt::Done(Box::new(opening.grant))),
         Err(StoreError::ConditionFailed(index)) if index as usize == LIMIT_GUARD_INDEX => {
             Err(Error::SessionLimitReached)
+        }
+        Err(StoreError::ConditionFailed(_)) if due_for_rehash => {
+            Ok(Attempt::HashChangedBeforeRehash)
         }
         // The account was deleted, deactivated or given another password between the
         // password check and the session (API.md §11): the password no longer opens it.

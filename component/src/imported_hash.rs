@@ -10,8 +10,6 @@
 //! and [`rehash_from`] says when a correct password must be hashed again with the
 //! current parameters. Nothing here logs or returns any part of a hash.
 
-use std::cell::Cell;
-
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -19,7 +17,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
 use crate::password;
-use crate::ports::{Argon2Params, Env};
+use crate::ports::Env;
 
 /// The longest hash a `users.password_hash` column holds.
 const MAX_HASH_CHARS: usize = 255;
@@ -61,10 +59,10 @@ pub fn scheme(hash: &str) -> Option<Scheme> {
         return None;
     }
     if let Some(rest) = hash.strip_prefix("$argon2id$") {
-        return argon2_is_verifiable(hash, rest).then_some(Scheme::Argon2id);
+        return (!rest.is_empty() && password::is_verifiable(hash)).then_some(Scheme::Argon2id);
     }
     if let Some(rest) = hash.strip_prefix("$argon2i$") {
-        return argon2_is_verifiable(hash, rest).then_some(Scheme::Argon2i);
+        return (!rest.is_empty() && password::is_verifiable(hash)).then_some(Scheme::Argon2i);
     }
     if Bcrypt::parse(hash).is_some() {
         return Some(Scheme::Bcrypt);
@@ -92,40 +90,6 @@ pub fn rehash_from(stored: &str) -> Option<&'static str> {
         return None;
     }
     scheme(stored).map(Scheme::label)
-}
-
-/// Whether [`password::verify`] would compute this Argon2 hash, i.e. whether it is an
-/// Argon2i or Argon2id PHC string within [`password::STORED_BOUNDS`]. Asked of
-/// `password.rs` itself, with a kernel that notes the call and computes nothing, so that
-/// an import accepts exactly the Argon2 hashes a login verifies.
-fn argon2_is_verifiable(phc: &str, after_algorithm: &str) -> bool {
-    if after_algorithm.is_empty() {
-        return false;
-    }
-    let probe = KernelProbe::default();
-    password::verify(&probe, "", phc);
-    probe.called.get()
-}
-
-/// An [`Env`] whose Argon2 kernel only records that it was asked.
-#[derive(Default)]
-struct KernelProbe {
-    called: Cell<bool>,
-}
-
-impl Env for KernelProbe {
-    fn now_millis(&self) -> i64 {
-        0
-    }
-
-    fn random_bytes(&self, len: usize) -> Vec<u8> {
-        vec![0; len]
-    }
-
-    fn argon2(&self, _: &[u8], _: &[u8], _: &Argon2Params) -> Result<Vec<u8>, String> {
-        self.called.set(true);
-        Err("probe: nothing computed".into())
-    }
 }
 
 /// A bcrypt hash: `$2a$`, `$2b$` or `$2y$`, a two-digit cost within [`BCRYPT_COSTS`],

@@ -93,6 +93,12 @@ pub fn is_current(phc: &str) -> bool {
     StoredArgon2::parse(phc).is_some_and(|stored| stored.params == CURRENT)
 }
 
+/// True when `phc` is an Argon2i or Argon2id hash that [`verify`] computes (within
+/// [`STORED_BOUNDS`]): what an import accepts.
+pub fn is_verifiable(phc: &str) -> bool {
+    StoredArgon2::parse(phc).is_some()
+}
+
 /// Spends the same time as verifying a real account's password, and always fails.
 pub fn verify_dummy(env: &dyn Env, password: &str) -> bool {
     // black_box: the result is unused, and the optimiser must not drop the work.

@@ -233,6 +233,38 @@ api_tests! {
         assert_no_hash_in(&app.output(), "the log");
     }
 
+    /// Six correct first logins of one imported user at once all open a session: the
+    /// one whose rehash lands first changes the hash under the others, which check the
+    /// password again against the new hash instead of answering 401. One rehash is
+    /// recorded.
+    fn concurrent_first_logins_of_an_imported_user_all_succeed() {
+        let database = shared_database();
+        let (app, token) = admin_app_on(&database.url, &[("PORTCULLIS_MAX_SESSIONS", "0")]);
+        let (name, line) = user_line(HASHES[0].0);
+        let resp = import_api(&app, &token, NDJSON, line.to_string().into_bytes());
+        assert_eq!(json_body(resp, 200)["imported"], 1);
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let logins: Vec<_> = (0..6)
+                .map(|_| {
+                    scope.spawn(|| {
+                        app.request(Method::POST, "/api/v1/auth/login")
+                            .json(&json!({ "login": name, "password": PASSWORD }))
+                            .send()
+                            .expect("POST login")
+                            .status()
+                            .as_u16()
+                    })
+                })
+                .collect();
+            logins.into_iter().map(|login| login.join().expect("a login thread")).collect()
+        });
+        assert_eq!(statuses, vec![200; 6]);
+        let first = app.login_ok(&name, PASSWORD);
+        let user_id = first["user"]["id"].as_str().unwrap().to_owned();
+        let rehashed = audit_events(&app, &token, &user_id, "password_rehashed");
+        assert_eq!(rehashed.len(), 1, "{rehashed:?}");
+    }
+
     /// The report names every line's problem with its number; a line is imported whole
     /// or not at all; a line whose user exists is skipped and that user left unchanged.
     fn the_report_names_each_line_and_existing_users_stay_unchanged() {
