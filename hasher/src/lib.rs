@@ -12,7 +12,9 @@
 #[cfg(target_arch = "wasm32")]
 mod component;
 
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::{Mutex, PoisonError};
+
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 /// The most memory one computation may use, in KiB (128 MiB).
 pub const MAX_MEMORY_KIB: u32 = 131_072;
@@ -68,10 +70,48 @@ pub fn argon2(password: &[u8], salt: &[u8], params: &Argon2Params) -> Result<Vec
     )
     .map_err(|error| format!("Argon2 parameters: {error}"))?;
     let mut output = vec![0u8; output_len];
-    Argon2::new(algorithm, version, argon2_params)
-        .hash_password_into(password, salt, &mut output)
-        .map_err(|error| format!("Argon2: {error}"))?;
+    let blocks = argon2_params.block_count();
+    let argon2 = Argon2::new(algorithm, version, argon2_params);
+    with_memory(blocks, |memory| {
+        argon2.hash_password_into_with_memory(password, salt, &mut output, memory)
+    })
+    .map_err(|error| format!("Argon2: {error}"))?;
     Ok(output)
+}
+
+/// The most spare memory areas kept for later computations: one per hash that runs at
+/// once (the native host runs one per core).
+const MAX_SPARE_AREAS: usize = 8;
+/// Areas larger than this (in blocks of 1 KiB) are freed after use, not kept: only
+/// imported hashes with more memory than the service's own need them, once each.
+const MAX_KEPT_BLOCKS: usize = 32_768;
+
+/// Memory areas of finished computations, kept for the next ones. A fresh 19 MiB
+/// allocation per hash, freed at once, is what the C allocator handles worst: after a
+/// few, it keeps such blocks in every thread's arena, and a process that hashed on many
+/// threads holds hundreds of MiB it no longer uses. Reused areas keep the memory at one
+/// area per concurrent hash.
+static SPARE_AREAS: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
+
+/// Runs `compute` with at least `blocks` blocks of memory, reusing a spare area when one
+/// is large enough. (Argon2 writes every block before it reads it.)
+fn with_memory<T>(blocks: usize, compute: impl FnOnce(&mut [Block]) -> T) -> T {
+    let spare = {
+        let mut areas = SPARE_AREAS.lock().unwrap_or_else(PoisonError::into_inner);
+        areas
+            .iter()
+            .position(|area| area.len() >= blocks)
+            .map(|index| areas.swap_remove(index))
+    };
+    let mut area = spare.unwrap_or_else(|| vec![Block::new(); blocks]);
+    let result = compute(&mut area[..blocks]);
+    if area.len() <= MAX_KEPT_BLOCKS {
+        let mut areas = SPARE_AREAS.lock().unwrap_or_else(PoisonError::into_inner);
+        if areas.len() < MAX_SPARE_AREAS {
+            areas.push(area);
+        }
+    }
+    result
 }
 
 fn check_bounds(password: &[u8], salt: &[u8], params: &Argon2Params) -> Result<(), String> {
@@ -135,6 +175,16 @@ mod tests {
             hex(&version_16),
             "7dda2727d1d6662b9f4b53e3828a9ce7787d1a4cc7dc5bce617f11821d57d9f2"
         );
+    }
+
+    /// A reused memory area (holding an earlier computation's blocks) gives the same
+    /// hash as a fresh one.
+    #[test]
+    fn reused_memory_gives_the_same_hash() {
+        let first = argon2(b"one", &[3u8; 16], &params(Variant::Argon2id, 0x13)).unwrap();
+        argon2(b"two", &[4u8; 16], &params(Variant::Argon2i, 0x13)).unwrap();
+        let again = argon2(b"one", &[3u8; 16], &params(Variant::Argon2id, 0x13)).unwrap();
+        assert_eq!(first, again);
     }
 
     #[test]
