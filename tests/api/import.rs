@@ -180,7 +180,201 @@ fn wrong_password_answer(app: &TestApp, login: &str) -> (u16, Value) {
     (status, body)
 }
 
+/// Two users of a FastAPI app: username stem, password, and its bcrypt hash of cost 12
+/// made by python `bcrypt` 5 (`bcrypt.hashpw(password, bcrypt.gensalt(12))`).
+const FASTAPI_USERS: [(&str, &str, &str); 2] = [
+    (
+        "fa_one",
+        "Fastapi-Secret-1",
+        "$2b$12$qHa36hFvzB7Ch7Dl585HaOR5Mff6iZf.zisM68q.arxyK8m2uOCD6",
+    ),
+    (
+        "fa_two",
+        "Fastapi-Secret-2",
+        "$2b$12$LfYhs4iUTYOxy5DixI39/.bxNm6uCFXdZoDYA1/uc/xotP3D3/.8e",
+    ),
+];
+
+/// The export query of the README's block marked `<!-- export:{source} -->`: the text
+/// between the command's opening quote (after `opening`) and `" > users.jsonl`.
+fn readme_export_query(source: &str, opening: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("reading README.md");
+    let marker = format!("<!-- export:{source} -->");
+    let block = &readme[readme
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {marker}"))..];
+    let command = block
+        .lines()
+        .find(|line| line.contains(opening))
+        .unwrap_or_else(|| panic!("no {opening:?} after {marker}"));
+    let start = command.find(opening).unwrap() + opening.len();
+    let end = command
+        .rfind("\" > users.jsonl")
+        .expect("the command's end");
+    command[start..end].replace("\\\"", "\"")
+}
+
+/// The `users` table of a FastAPI app, as SQL for `dialect`, with [`FASTAPI_USERS`]
+/// (the second without a mobile number); returns the usernames.
+fn fastapi_table(dialect: &str, suffix: &str) -> (String, Vec<String>) {
+    let id = if dialect == "mysql" {
+        "INT AUTO_INCREMENT PRIMARY KEY"
+    } else {
+        "INTEGER PRIMARY KEY"
+    };
+    let time = if dialect == "postgres" {
+        "TIMESTAMP"
+    } else {
+        "DATETIME"
+    };
+    let mut sql = format!(
+        "CREATE TABLE users (id {id}, username VARCHAR(64), email VARCHAR(255), \
+         mobile_number VARCHAR(32), hashed_password VARCHAR(255), created_at {time});"
+    );
+    let mut names = Vec::new();
+    for (index, (stem, _, hash)) in FASTAPI_USERS.iter().enumerate() {
+        let name = format!("{stem}_{suffix}");
+        let mobile = if index == 0 {
+            format!("'{}'", unique_mobile())
+        } else {
+            "NULL".into()
+        };
+        sql.push_str(&format!(
+            " INSERT INTO users (username, email, mobile_number, hashed_password, created_at) \
+             VALUES ('{name}', '{name}@fastapi.example', {mobile}, '{hash}', '2024-03-0{} 10:20:30');",
+            index + 1
+        ));
+        names.push(name);
+    }
+    (sql, names)
+}
+
+/// Runs `program` with `args`; insists on success; returns stdout.
+fn run_tool(program: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Whether `program` runs here (the export tests need the database's own client, as
+/// the README's commands do; a machine without it skips that export, saying so).
+fn tool_present(program: &str) -> bool {
+    let present = std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !present {
+        eprintln!("skipped: the README's export with {program} ({program} is not installed)");
+    }
+    present
+}
+
+/// The JSON Lines the README's SQLite query writes from a FastAPI `users` table; `None`
+/// without the `sqlite3` command.
+fn export_from_sqlite(suffix: &str) -> Option<(String, Vec<String>)> {
+    if !tool_present("sqlite3") {
+        return None;
+    }
+    let folder = tempfile::tempdir().expect("tempdir");
+    let file = folder.path().join("app.db").display().to_string();
+    let (sql, names) = fastapi_table("sqlite", suffix);
+    run_tool("sqlite3", &[&file, &sql]);
+    let query = readme_export_query("sqlite", "sqlite3 app.db \"");
+    Some((run_tool("sqlite3", &[&file, &query]), names))
+}
+
+/// The JSON Lines the README's MariaDB query writes, from a database of its own on the
+/// server of `PORTCULLIS_TEST_MYSQL_URL` (dropped afterwards); `None` without one or
+/// without the `mariadb` command.
+fn export_from_mariadb(suffix: &str) -> Option<(String, Vec<String>)> {
+    let url = reqwest::Url::parse(&std::env::var("PORTCULLIS_TEST_MYSQL_URL").ok()?).ok()?;
+    if !tool_present("mariadb") {
+        return None;
+    }
+    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = url.port().unwrap_or(3306).to_string();
+    let user = if url.username().is_empty() {
+        "root"
+    } else {
+        url.username()
+    }
+    .to_owned();
+    let connection = [
+        "-h",
+        host.as_str(),
+        "-P",
+        port.as_str(),
+        "-u",
+        user.as_str(),
+    ];
+    let database = format!("fastapi_{suffix}");
+    let (sql, names) = fastapi_table("mysql", suffix);
+    let setup = format!("CREATE DATABASE {database}; USE {database}; {sql}");
+    run_tool("mariadb", &[&connection[..], &["-e", &setup]].concat());
+    let query = readme_export_query("mysql", "-e \"");
+    let export = [
+        "--batch",
+        "--raw",
+        "--skip-column-names",
+        database.as_str(),
+        "-e",
+        query.as_str(),
+    ];
+    let lines = run_tool("mariadb", &[&connection[..], &export[..]].concat());
+    run_tool(
+        "mariadb",
+        &[
+            &connection[..],
+            &["-e", &format!("DROP DATABASE {database}")],
+        ]
+        .concat(),
+    );
+    Some((lines, names))
+}
+
 api_tests! {
+    /// The README's FastAPI recipe as written: a FastAPI `users` table on SQLite and on
+    /// MariaDB with cost-12 bcrypt hashes, exported with the README's query, imported with
+    /// `portcullis users import`; each user logs in with their password, by username
+    /// and by email, and the first login rehashes (`from: bcrypt`).
+    fn the_readmes_fastapi_export_imports_and_logs_in() {
+        let database = shared_database();
+        let (app, token) = admin_app_on(&database.url, &[("PORTCULLIS_MAX_SESSIONS", "0")]);
+        let exports = [
+            export_from_sqlite(&unique_suffix()),
+            export_from_mariadb(&unique_suffix()),
+        ];
+        for (lines, names) in exports.into_iter().flatten() {
+            let output = import_cli(&database.url, &lines, false);
+            assert_eq!(
+                cli_report(&output),
+                json!({ "imported": names.len(), "skipped": [], "rejected": [] }),
+                "{lines}"
+            );
+            for (name, (_, password, _)) in names.iter().zip(FASTAPI_USERS) {
+                let first = app.login_ok(name, password);
+                let user_id = first["user"]["id"].as_str().unwrap().to_owned();
+                app.login_ok(&format!("{name}@fastapi.example"), password);
+                let rehashed = audit_events(&app, &token, &user_id, "password_rehashed");
+                assert_eq!(rehashed.len(), 1, "{rehashed:?}");
+                assert_eq!(rehashed[0]["detail"]["from"], "bcrypt");
+                let me = json_body(
+                    app.get_with_token(ME, first["access_token"].as_str().unwrap()),
+                    200,
+                );
+                assert_eq!(me["created_at"].as_str().map(|at| &at[..7]), Some("2024-03"));
+            }
+        }
+    }
+
     /// Every format of §9 imports through the endpoint; the user logs in by username,
     /// email and mobile number, the first login rehashes (audited with the old scheme),
     /// later logins still work; a wrong password answers as for a native account.
