@@ -1,8 +1,12 @@
-//! The foundation benchmark (BENCHMARKS.md): Argon2id natively and inside the component,
-//! component instantiation, register / login / verify requests per second over HTTP
-//! against the real binary, and the time `password/forgot` takes for registered and
-//! unknown addresses, on SQLite and on the databases named by `BENCH_POSTGRES_URL` and
-//! `BENCH_MYSQL_URL`.
+//! The foundation benchmark (BENCHMARKS.md): Argon2id natively (one hash, and one
+//! thread per core) and inside the component (with the host's native kernel and with the
+//! wasm kernel of the portable component), component instantiation, start-up time with an
+//! empty and a warm compile cache, register / login / verify / refresh requests per
+//! second over HTTP against the real binary, logins under bursts of 8, 64 and 200 clients
+//! (rate, share of the bound, p50/p99, peak RSS), the time `password/forgot` takes for
+//! registered and unknown addresses, on SQLite and on the databases named by
+//! `BENCH_POSTGRES_URL` and `BENCH_MYSQL_URL`, and `GET /users/me` under wrk against the
+//! same logic without wasm (`foundation/native_baseline.rs`).
 //!
 //! Run: `cargo bench -p portcullis --bench foundation` (release build; about a minute
 //! per database). Knobs: `BENCH_HTTP_SECONDS` (default 10), `BENCH_HTTP_CONNECTIONS`
@@ -40,6 +44,7 @@ fn main() -> anyhow::Result<()> {
     );
     let native_hash_ms = native_argon2();
     tokio::runtime::Runtime::new()?.block_on(in_component(workdir.path()))?;
+    cold_start(workdir.path())?;
     http_rates(workdir.path(), native_hash_ms)?;
     users_me_against_native(workdir.path())?;
     Ok(())
@@ -583,6 +588,29 @@ fn load(
     let run = timed_load(seconds, connections, make);
     anyhow::ensure!(run.failures == 0, "{} requests failed", run.failures);
     Ok(run.rate)
+}
+
+/// Seconds from starting `portcullis serve` on a fresh SQLite file to its `listening on`
+/// line: first with an empty compile cache (the component compiled), then again with
+/// the cache that start filled (the compiled component loaded).
+fn cold_start(dir: &std::path::Path) -> anyhow::Result<()> {
+    let cache = dir.join("cold-start-cache");
+    let cache_dir = cache.display().to_string();
+    for (label, database) in [("empty cache", "cold-1.db"), ("warm cache", "cold-2.db")] {
+        let started = Instant::now();
+        let url = format!("sqlite://{}/{database}", dir.display());
+        let (mut child, _) =
+            start_server_with(dir, &url, &[("PORTCULLIS_CACHE_DIR", cache_dir.as_str())])?;
+        let elapsed = started.elapsed().as_secs_f64();
+        child.kill()?;
+        child.wait()?;
+        report(
+            &format!("start-up to listening, fresh SQLite, {label} (s)"),
+            elapsed,
+            "s",
+        );
+    }
+    Ok(())
 }
 
 /// `GET /api/v1/users/me` under wrk (`BENCH_WRK_CONNECTIONS`, default 32; two threads),

@@ -20,7 +20,7 @@ use crate::engine;
 use crate::import;
 use crate::instances::Instances;
 use crate::mail::{Delivery, MailSettings, Mailer};
-use crate::retention::{self, Retention};
+use crate::retention::{self, RetentionCheck};
 use crate::server;
 use crate::settings::{self, HostSettings, Rejected, Settings};
 use crate::state::SharedImports;
@@ -58,7 +58,7 @@ pub async fn serve(
     mailer.announce();
     let delivery = Delivery::start(Arc::clone(&instances), mailer);
     let table_rows = observability.metrics().register_table_rows()?;
-    let retention = Retention::start(Arc::clone(&instances), table_rows);
+    let retention = RetentionCheck::start(Arc::clone(&instances), table_rows);
     announce(address)?;
     let shutdown = async move {
         shutdown.await;

@@ -35,6 +35,7 @@ mod component_log;
 mod hashing;
 mod mail;
 mod metrics;
+mod periodic;
 mod request_id;
 mod retention;
 mod server;

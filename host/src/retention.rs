@@ -14,56 +14,40 @@ use std::time::Duration;
 
 use prometheus::IntGaugeVec;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
 
 use crate::api::{self, Pruned, TableRows, answered as answer};
 use crate::instances::Instances;
+use crate::periodic::{Periodic, Round};
 
 /// How often the loop asks whether a round is due.
 const CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// The most rows one rule deletes in one round (a short transaction on every database).
 const BATCH_ROWS: u32 = 500;
 
-/// The running retention loop.
-pub struct Retention {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+/// The retention loop's round: the due rounds (forced at start-up), then the row counts.
+pub struct RetentionCheck {
+    instances: Arc<Instances>,
+    gauges: IntGaugeVec,
+    force: bool,
 }
 
-impl Retention {
-    /// Starts the loop on a task of its own; it sets `gauges` (label `table`).
-    pub fn start(instances: Arc<Instances>, gauges: IntGaugeVec) -> Self {
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(instances, gauges, stopped));
-        Self { stop, task }
-    }
-
-    /// Lets the round under way finish and waits for the loop to end.
-    pub async fn stop(self) {
-        self.stop.send_replace(true);
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "the retention task ended abnormally");
-        }
+impl RetentionCheck {
+    /// Starts the loop; it sets `gauges` (label `table`).
+    pub fn start(instances: Arc<Instances>, gauges: IntGaugeVec) -> Periodic {
+        let check = Self {
+            instances,
+            gauges,
+            force: true,
+        };
+        Periodic::start("retention", CHECK_INTERVAL, check)
     }
 }
 
-async fn run(instances: Arc<Instances>, gauges: IntGaugeVec, mut stopped: watch::Receiver<bool>) {
-    let mut ticks = tokio::time::interval(CHECK_INTERVAL);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut force = true;
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            biased;
-            _ = stopped.changed() => break,
-            _ = ticks.tick() => {}
-        }
-        let outcome = check(&instances, &gauges, force, &stopped).await;
-        force = false;
-        failing = log_outcome(outcome, failing);
+impl Round for RetentionCheck {
+    async fn run(&mut self, stopped: &watch::Receiver<bool>) -> anyhow::Result<()> {
+        let force = std::mem::replace(&mut self.force, false);
+        check(&self.instances, &self.gauges, force, stopped).await
     }
-    tracing::debug!("retention stopped");
 }
 
 /// Runs the due rounds, then counts the rows.
@@ -122,27 +106,5 @@ fn log_round(pruned: &Pruned) {
         tracing::info!(%removed, more = pruned.more, "retention round");
     } else {
         tracing::debug!(%removed, "retention round: nothing to delete");
-    }
-}
-
-/// Logs a failed check once (as a warning) until one succeeds again; returns whether
-/// retention is failing.
-fn log_outcome(outcome: anyhow::Result<()>, failing: bool) -> bool {
-    match outcome {
-        Ok(()) => {
-            if failing {
-                tracing::info!("retention works again");
-            }
-            false
-        }
-        Err(error) => {
-            let error = format!("{error:#}");
-            if failing {
-                tracing::debug!(%error, "retention still fails");
-            } else {
-                tracing::warn!(%error, "retention fails; trying again every 30 seconds");
-            }
-            true
-        }
     }
 }

@@ -1,7 +1,7 @@
 //! The delivery loop of `portcullis serve`: at start and then every second it claims the
 //! due mails (`claim-mail`, in batches of [`BATCH`] leased for [`LEASE`]), delivers each
 //! and reports `mail-sent` or `mail-failed`. Errors are logged and the next tick tries
-//! again; the loop ends only when [`Delivery::stop`] is called.
+//! again; the loop ends only when it is stopped ([`Periodic::stop`]).
 //!
 //! Several hosts on one database never send a mail twice: a claimed mail is nobody
 //! else's until its lease runs out, and a mail is only sent while enough of the lease
@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use super::Mailer;
 use crate::api::{self, Mail, answered as answer};
 use crate::instances::{self, Instances};
+use crate::periodic::{Periodic, Round};
 
 /// How often due mails are looked for.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -33,44 +33,25 @@ const REPORT_MARGIN: Duration = instances::TIME_LIMIT;
 
 const _: () = assert!(LEASE.as_secs() > SEND_TIMEOUT.as_secs() + REPORT_MARGIN.as_secs());
 
-/// The running delivery loop.
+/// The delivery loop's round: claim and deliver the due mails.
 pub struct Delivery {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    instances: Arc<Instances>,
+    mailer: Mailer,
 }
 
 impl Delivery {
-    /// Starts delivering through `mailer` on a task of its own.
-    pub fn start(instances: Arc<Instances>, mailer: Mailer) -> Self {
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(instances, mailer, stopped));
-        Self { stop, task }
-    }
-
-    /// Lets the mail being delivered finish, claims no more, and waits for the loop to
-    /// end. Mails claimed but not yet sent wait for their lease to run out.
-    pub async fn stop(self) {
-        self.stop.send_replace(true);
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "the mail delivery task ended abnormally");
-        }
+    /// Starts delivering through `mailer`. Stopping lets the mail being delivered
+    /// finish and claims no more; mails claimed but not yet sent wait for their lease to
+    /// run out.
+    pub fn start(instances: Arc<Instances>, mailer: Mailer) -> Periodic {
+        Periodic::start("mail delivery", POLL_INTERVAL, Self { instances, mailer })
     }
 }
 
-async fn run(instances: Arc<Instances>, mailer: Mailer, mut stopped: watch::Receiver<bool>) {
-    let mut ticks = tokio::time::interval(POLL_INTERVAL);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            biased;
-            _ = stopped.changed() => break,
-            _ = ticks.tick() => {}
-        }
-        let outcome = deliver_due(&instances, &mailer, &stopped).await;
-        failing = log_outcome(outcome, failing);
+impl Round for Delivery {
+    async fn run(&mut self, stopped: &watch::Receiver<bool>) -> anyhow::Result<()> {
+        deliver_due(&self.instances, &self.mailer, stopped).await
     }
-    tracing::debug!("mail delivery stopped");
 }
 
 /// Claims and delivers the due mails, batch after batch while batches come full.
@@ -120,28 +101,6 @@ async fn deliver(instances: &Instances, mailer: &Mailer, mail: &Mail) -> anyhow:
                 );
             }
             answer(api::mail_failed(instances, mail, &reason).await)
-        }
-    }
-}
-
-/// Logs a failed round once (as a warning) until a round succeeds again; returns
-/// whether delivery is failing.
-fn log_outcome(outcome: anyhow::Result<()>, failing: bool) -> bool {
-    match outcome {
-        Ok(()) => {
-            if failing {
-                tracing::info!("mail delivery works again");
-            }
-            false
-        }
-        Err(error) => {
-            let error = format!("{error:#}");
-            if failing {
-                tracing::debug!(%error, "mail delivery still fails");
-            } else {
-                tracing::warn!(%error, "mail delivery fails; trying again every second");
-            }
-            true
         }
     }
 }
