@@ -97,3 +97,26 @@ pub struct Argon2Params {
     /// The hash's length in bytes.
     pub output_len: u32,
 }
+
+/// [`Env::argon2`] computed natively by the kernel the native host runs (`hasher/`):
+/// for native implementations of [`Env`] (the unit tests, the benchmark's baseline).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn native_argon2(
+    password: &[u8],
+    salt: &[u8],
+    params: &Argon2Params,
+) -> Result<Vec<u8>, String> {
+    let variant = match params.variant {
+        Argon2Variant::Argon2i => portcullis_hasher::Variant::Argon2i,
+        Argon2Variant::Argon2id => portcullis_hasher::Variant::Argon2id,
+    };
+    let params = portcullis_hasher::Argon2Params {
+        variant,
+        version: params.version,
+        memory_kib: params.memory_kib,
+        iterations: params.iterations,
+        parallelism: params.parallelism,
+        output_len: params.output_len,
+    };
+    portcullis_hasher::argon2(password, salt, &params)
+}

@@ -9,9 +9,7 @@ use rusqlite::{Connection, ErrorCode, params_from_iter};
 
 use crate::app::App;
 use crate::db::Db;
-use crate::ports::{
-    Argon2Params, Argon2Variant, Dialect, Env, Rows, Statement, Store, StoreError, Value,
-};
+use crate::ports::{self, Argon2Params, Dialect, Env, Rows, Statement, Store, StoreError, Value};
 use crate::settings::Settings;
 
 const MIGRATIONS: &[&str] = &[
@@ -173,19 +171,7 @@ impl Env for TestEnv {
         salt: &[u8],
         params: &Argon2Params,
     ) -> Result<Vec<u8>, String> {
-        let variant = match params.variant {
-            Argon2Variant::Argon2i => portcullis_hasher::Variant::Argon2i,
-            Argon2Variant::Argon2id => portcullis_hasher::Variant::Argon2id,
-        };
-        let params = portcullis_hasher::Argon2Params {
-            variant,
-            version: params.version,
-            memory_kib: params.memory_kib,
-            iterations: params.iterations,
-            parallelism: params.parallelism,
-            output_len: params.output_len,
-        };
-        portcullis_hasher::argon2(password, salt, &params)
+        ports::native_argon2(password, salt, params)
     }
 }
 

@@ -177,24 +177,12 @@ async fn host_instances_with(
     database_file: &str,
     engine: wasmtime::Engine,
 ) -> anyhow::Result<Instances> {
-    let mut settings = Settings::from(
-        [
-            ("data_dir", dir.display().to_string()),
-            (
-                "database_url",
-                format!("sqlite://{}/{database_file}", dir.display()),
-            ),
-            (
-                "jwt_secret",
-                "bench-secret-bench-secret-bench-secret!!".into(),
-            ),
-            // Every call must pay for a hash: no throttle turning them into 429s.
-            ("login_throttle", "0".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect::<std::collections::HashMap<_, _>>(),
-    );
+    // Every call must pay for a hash: no throttle turning them into 429s.
+    let mut settings = Settings::from(in_process_settings(
+        dir,
+        database_file,
+        &[("login_throttle", "0")],
+    ));
     let host = HostSettings::parse(&settings)?;
     settings::ensure_jwt_secret(&mut settings, &host.data_dir)?;
     let database = Database::connect(&host.database).await?;
@@ -654,24 +642,37 @@ fn users_me_against_native(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The same logic without wasm on a fresh SQLite file, in this process.
-async fn start_native_baseline(dir: &std::path::Path) -> anyhow::Result<String> {
-    let settings: std::collections::HashMap<String, String> = [
+/// The settings of what this benchmark runs in its own process: a SQLite file of `dir`,
+/// a fixed JWT secret, and `extra`.
+fn in_process_settings(
+    dir: &std::path::Path,
+    database_file: &str,
+    extra: &[(&str, &str)],
+) -> std::collections::HashMap<String, String> {
+    let base = [
         ("data_dir", dir.display().to_string()),
         (
             "database_url",
-            format!("sqlite://{}/me-native.db", dir.display()),
+            format!("sqlite://{}/{database_file}", dir.display()),
         ),
         (
             "jwt_secret",
-            "bench-secret-bench-secret-bench-secret!!".into(),
+            "bench-secret-bench-secret-bench-secret!!".to_owned(),
         ),
-        ("rate_limit", "off".into()),
-        ("max_sessions", "0".into()),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_string(), value))
-    .collect();
+    ];
+    base.into_iter()
+        .chain(extra.iter().map(|(key, value)| (*key, (*value).to_owned())))
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect()
+}
+
+/// The same logic without wasm on a fresh SQLite file, in this process.
+async fn start_native_baseline(dir: &std::path::Path) -> anyhow::Result<String> {
+    let settings = in_process_settings(
+        dir,
+        "me-native.db",
+        &[("rate_limit", "off"), ("max_sessions", "0")],
+    );
     let host = HostSettings::parse(&Settings::from(settings.clone()))?;
     let database = Database::connect(&host.database).await?;
     database.migrate().await?;

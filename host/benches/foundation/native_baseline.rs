@@ -226,18 +226,6 @@ impl ports::Env for NativeEnv {
         salt: &[u8],
         params: &Argon2Params,
     ) -> Result<Vec<u8>, String> {
-        let variant = match params.variant {
-            ports::Argon2Variant::Argon2i => portcullis_hasher::Variant::Argon2i,
-            ports::Argon2Variant::Argon2id => portcullis_hasher::Variant::Argon2id,
-        };
-        let params = portcullis_hasher::Argon2Params {
-            variant,
-            version: params.version,
-            memory_kib: params.memory_kib,
-            iterations: params.iterations,
-            parallelism: params.parallelism,
-            output_len: params.output_len,
-        };
-        portcullis_hasher::argon2(password, salt, &params)
+        ports::native_argon2(password, salt, params)
     }
 }
