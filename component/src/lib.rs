@@ -29,8 +29,8 @@ pub mod tokens;
 pub mod users;
 pub mod validation;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod testing;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;

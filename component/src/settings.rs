@@ -309,14 +309,18 @@ impl Reader<'_> {
             .raw("listen")
             .unwrap_or_else(|| "127.0.0.1:8080".into());
         let value = self.text("public_url", &format!("http://{listen}"));
-        let scheme_ok = value.starts_with("http://") || value.starts_with("https://");
-        if !scheme_ok || value.contains(char::is_whitespace) {
+        let url = value.trim_end_matches('/');
+        // A host after the scheme: `https://` alone would make links like `https:/verify-email`.
+        let has_host = ["http://", "https://"]
+            .iter()
+            .any(|scheme| url.strip_prefix(scheme).is_some_and(|host| !host.is_empty()));
+        if !has_host || value.contains(char::is_whitespace) {
             self.complain(
                 "public_url",
                 format!("expected an http(s) URL, got {value:?}"),
             );
         }
-        value.trim_end_matches('/').to_string()
+        url.to_string()
     }
 
     fn session_limit_policy(&mut self) -> SessionLimitPolicy {
@@ -413,6 +417,18 @@ mod tests {
         assert_eq!(settings.password_policy, PasswordPolicy::Complex);
         assert_eq!(settings.session_retention, 604_800);
         assert_eq!(settings.audit_retention_days, 365);
+    }
+
+    #[test]
+    fn a_public_url_needs_a_host_after_its_scheme() {
+        // Found by the `settings` fuzz target: `https://` was accepted as `https:`.
+        for bare in ["https://", "http://", "http:///", "https:"] {
+            let problems = parse(&[("public_url", bare)]).unwrap_err();
+            assert_eq!(problems.len(), 1, "{bare}: {problems:?}");
+            assert!(problems[0].starts_with("PORTCULLIS_PUBLIC_URL: "), "{problems:?}");
+        }
+        let settings = parse(&[("public_url", "https://auth.example.com/")]).unwrap();
+        assert_eq!(settings.public_url, "https://auth.example.com");
     }
 
     #[test]

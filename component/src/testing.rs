@@ -24,6 +24,12 @@ pub struct MemoryStore {
     connection: RefCell<Connection>,
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl MemoryStore {
     pub fn new() -> Self {
         let connection = Connection::open_in_memory().unwrap();
@@ -108,9 +114,11 @@ impl Store for MemoryStore {
         run(&self.connection.borrow(), sql, params)
     }
 
+    /// One savepoint: a transaction of its own, or nested in one the caller began (the
+    /// fuzz targets run each input in a transaction they roll back).
     fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, StoreError> {
         let mut connection = self.connection.borrow_mut();
-        let transaction = connection.transaction().map_err(store_error)?;
+        let transaction = connection.savepoint().map_err(store_error)?;
         let mut counts = Vec::new();
         for (index, statement) in statements.iter().enumerate() {
             let changed = run(&transaction, &statement.sql, &statement.params)?;
