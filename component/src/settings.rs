@@ -311,9 +311,10 @@ impl Reader<'_> {
         let value = self.text("public_url", &format!("http://{listen}"));
         let url = value.trim_end_matches('/');
         // A host after the scheme: `https://` alone would make links like `https:/verify-email`.
-        let has_host = ["http://", "https://"]
-            .iter()
-            .any(|scheme| url.strip_prefix(scheme).is_some_and(|host| !host.is_empty()));
+        let has_host = ["http://", "https://"].iter().any(|scheme| {
+            url.strip_prefix(scheme)
+                .is_some_and(|host| !host.is_empty())
+        });
         if !has_host || value.contains(char::is_whitespace) {
             self.complain(
                 "public_url",
@@ -425,7 +426,10 @@ mod tests {
         for bare in ["https://", "http://", "http:///", "https:"] {
             let problems = parse(&[("public_url", bare)]).unwrap_err();
             assert_eq!(problems.len(), 1, "{bare}: {problems:?}");
-            assert!(problems[0].starts_with("PORTCULLIS_PUBLIC_URL: "), "{problems:?}");
+            assert!(
+                problems[0].starts_with("PORTCULLIS_PUBLIC_URL: "),
+                "{problems:?}"
+            );
         }
         let settings = parse(&[("public_url", "https://auth.example.com/")]).unwrap();
         assert_eq!(settings.public_url, "https://auth.example.com");
