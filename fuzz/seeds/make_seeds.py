@@ -16,7 +16,8 @@ NEW_PASSWORD = "N3w!Quartz#Lantern"
 BODY_ENDPOINTS = [
     "register", "login", "refresh", "logout", "logout_all", "verify_request", "verify",
     "forgot", "reset", "update_me", "delete_me", "change_password", "admin_update",
-    "admin_revoke", "import",
+    "admin_revoke", "import", "mfa_enrol", "mfa_confirm", "mfa_recovery", "mfa_disable",
+    "mfa_verify", "admin_mfa_disable",
 ]
 
 # Import lines, as tests/api/import.rs writes them.
@@ -67,6 +68,13 @@ BODIES = {
     "admin_update": [{"is_active": False}, {"is_admin": True, "email_verified": True},
                      {"is_active": "no"}],
     "admin_revoke": [{}],
+    "mfa_enrol": [{"password": USER_PASSWORD}],
+    "mfa_confirm": [{"code": "123456"}, {"code": "12345a"}],
+    "mfa_recovery": [{"code": "123456"}],
+    "mfa_disable": [{"password": USER_PASSWORD, "code": "123456"},
+                    {"password": USER_PASSWORD, "code": "abcd-efgh-ijkl-mnop"}],
+    "mfa_verify": [{"mfa_token": "no-such-token", "code": "123456", "device_name": "phone"}],
+    "admin_mfa_disable": [{}],
 }
 
 JSON_PATHS = {
@@ -84,6 +92,12 @@ JSON_PATHS = {
     "change_password": ("POST", "/api/v1/users/me/password", "$USER_ACCESS"),
     "admin_update": ("PATCH", "/api/v1/admin/users/$USER_ID", "$ADMIN_ACCESS"),
     "admin_revoke": ("DELETE", "/api/v1/admin/users/$USER_ID/sessions", "$ADMIN_ACCESS"),
+    "mfa_enrol": ("POST", "/api/v1/users/me/mfa/totp", "$USER_ACCESS"),
+    "mfa_confirm": ("POST", "/api/v1/users/me/mfa/totp/confirm", "$USER_ACCESS"),
+    "mfa_recovery": ("POST", "/api/v1/users/me/mfa/recovery-codes", "$USER_ACCESS"),
+    "mfa_disable": ("DELETE", "/api/v1/users/me/mfa", "$USER_ACCESS"),
+    "mfa_verify": ("POST", "/api/v1/auth/mfa/verify", None),
+    "admin_mfa_disable": ("DELETE", "/api/v1/admin/users/$USER_ID/mfa", "$ADMIN_ACCESS"),
 }
 
 FORMS = [
