@@ -89,9 +89,13 @@ fn logins_racing(
                 }
             });
         }
-        // Let the logins get going, so that some are inside their password check when
-        // the change commits.
-        std::thread::sleep(Duration::from_millis(150));
+        // Let the logins get going (one has answered, so that others are inside their
+        // password check when the change commits), however slow the machine is.
+        // (Not past a minute: assert_all_dead then says that none got through.)
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while grants.lock().expect("grants").is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         change();
         changed.store(true, Ordering::SeqCst);
     });
