@@ -24,7 +24,8 @@ pub const MAX_INSTANCES: u32 = 64;
 /// requests run every tick instead of holding a thread to its end.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// An instance's linear memory limit. Argon2 alone takes ~20 MiB.
+/// An instance's linear memory limit. A request touches well under 1 MiB (the Argon2
+/// kernel runs natively, outside it); imports of users and large pages allocate more.
 const MAX_MEMORY_BYTES: usize = 128 << 20;
 
 /// Virtual memory reserved for each linear memory: the whole 32-bit index space, so that
@@ -34,12 +35,6 @@ const MAX_MEMORY_BYTES: usize = 128 << 20;
 /// pool's address space is MAX_INSTANCES × (4 GiB + guard) ≈ 258 GiB, none of it
 /// committed.
 const MEMORY_RESERVATION_BYTES: u64 = 4 << 30;
-
-/// How much of a linear memory stays resident when its instance ends: it is zeroed
-/// with `memset` for the next instance instead of being given back to the kernel, so a
-/// login does not fault in Argon2's 19 MiB page by page. Bounds the host's memory at
-/// MAX_INSTANCES × this (plus what instances touch beyond it while they run).
-const KEEP_RESIDENT_BYTES: usize = 24 << 20;
 
 /// The guard after each linear memory's reservation: covers the static offsets of
 /// accesses near the end of the index space.
@@ -64,6 +59,11 @@ pub fn new_engine() -> wasmtime::Result<Engine> {
     Engine::new(&config).context("configuring wasmtime")
 }
 
+/// The pool's limits. A finished instance's linear memory is handed back to the kernel
+/// (wasmtime's default, no `linear_memory_keep_resident`): a request touches ~15 pages,
+/// which fault in again cheaply, while keeping memory resident made every instance's
+/// end copy or zero megabytes: `GET /users/me` served 1.6–1.7 × more requests without it
+/// (BENCHMARKS.md, issue #14).
 fn pooling_config() -> PoolingAllocationConfig {
     let mut pooling = PoolingAllocationConfig::new();
     pooling
@@ -75,8 +75,7 @@ fn pooling_config() -> PoolingAllocationConfig {
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .max_tables_per_component(TABLES_PER_COMPONENT)
-        .max_memory_size(MAX_MEMORY_BYTES)
-        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES);
+        .max_memory_size(MAX_MEMORY_BYTES);
     pooling
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sqlx::error::{BoxDynError, DatabaseError};
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqliteQueryResult, SqliteRow, SqliteValueRef,
 };
@@ -47,15 +48,22 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlPool<
         create_private_file(options.get_filename())?;
     }
     // The writer first: it creates the file and switches it to WAL for the readers.
-    let writes = pool_options(WRITER_CONNECTIONS)
+    let writes = local_pool_options(WRITER_CONNECTIONS)
         .connect_with(options.clone())
         .await
         .context("opening the SQLite database")?;
-    let reads = pool_options(max_connections)
+    let reads = local_pool_options(max_connections)
         .connect_with(options)
         .await
         .context("opening the SQLite database")?;
     Ok(SqlPool::split(reads, writes))
+}
+
+/// The pool options for connections to a local file: no network can break them, so a
+/// connection is not pinged before each use (sqlx's default, which costs a round trip
+/// to the connection's worker thread on every statement).
+fn local_pool_options(max_connections: u32) -> PoolOptions<Sqlite> {
+    pool_options(max_connections).test_before_acquire(false)
 }
 
 fn create_parent_folder(database_file: &Path) -> anyhow::Result<()> {
