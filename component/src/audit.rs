@@ -31,6 +31,15 @@ pub const USER_IMPORTED: &str = "user_imported";
 /// A correct password hashed again with the current parameters at login (API.md §9).
 pub const PASSWORD_REHASHED: &str = "password_rehashed";
 
+/// Two-factor authentication (API.md §8): turned on (a confirmed enrolment), turned off
+/// (by the user, or by an admin with `detail.actor_id`), a wrong or spent code, a recovery
+/// code used, a new set of recovery codes.
+pub const MFA_ENABLED: &str = "mfa_enabled";
+pub const MFA_DISABLED: &str = "mfa_disabled";
+pub const MFA_CHALLENGE_FAILED: &str = "mfa_challenge_failed";
+pub const MFA_RECOVERY_CODE_USED: &str = "mfa_recovery_code_used";
+pub const MFA_RECOVERY_CODES_REGENERATED: &str = "mfa_recovery_codes_regenerated";
+
 /// The statement that records `event` about `user_id`.
 pub fn record(
     app: &App<'_>,

@@ -9,6 +9,7 @@ use crate::audit;
 use crate::db::{statement, text};
 use crate::error::{Error, FieldError};
 use crate::imported_hash;
+use crate::mfa;
 use crate::password;
 use crate::ports::{Statement, StoreError};
 use crate::sessions::{self, Authenticated, Client, Grant, LIMIT_GUARD_INDEX, Revocation};
@@ -89,6 +90,7 @@ pub fn new_account(app: &App<'_>, input: &Registration) -> Result<User, Error> {
         email_verified: false,
         is_active: true,
         is_admin: false,
+        mfa_enabled: false,
         created_at: now,
         updated_at: now,
     })
@@ -192,6 +194,9 @@ fn login_once(
     }
     if app.settings.require_email_verification && !user.email_verified {
         return Err(Error::EmailNotVerified);
+    }
+    if user.mfa_enabled {
+        return Err(mfa::challenge(app, &user));
     }
     let opening = sessions::open(app, &user, client)?;
     let mut statements = opening.statements;

@@ -53,6 +53,22 @@ pub enum Error {
     InvalidVerificationToken,
     /// The reset token is unknown, expired or used.
     InvalidResetToken,
+    /// A correct password of an account with two-factor authentication: no session yet;
+    /// `mfa_token` is the single-use ticket of the second step (API.md §8).
+    MfaRequired {
+        mfa_token: String,
+    },
+    /// The `mfa_token` is unknown, expired or spent.
+    InvalidMfaToken,
+    /// A wrong (or already used) TOTP or recovery code: 401 at the second step of a login,
+    /// 400 where a signed-in user confirms a change.
+    InvalidMfaCode {
+        at_login: bool,
+    },
+    MfaAlreadyEnabled,
+    /// No enrolment waits for its first code.
+    MfaNotPending,
+    MfaNotEnabled,
     MethodNotAllowed {
         allow: &'static str,
     },
@@ -89,6 +105,12 @@ impl Error {
             Error::AlreadyVerified => "already_verified",
             Error::InvalidVerificationToken => "invalid_verification_token",
             Error::InvalidResetToken => "invalid_reset_token",
+            Error::MfaRequired { .. } => "mfa_required",
+            Error::InvalidMfaToken => "invalid_mfa_token",
+            Error::InvalidMfaCode { .. } => "invalid_mfa_code",
+            Error::MfaAlreadyEnabled => "mfa_already_enabled",
+            Error::MfaNotPending => "mfa_not_pending",
+            Error::MfaNotEnabled => "mfa_not_enabled",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::UnsupportedMediaType => "unsupported_media_type",
             Error::PayloadTooLarge { .. } => "payload_too_large",
@@ -106,13 +128,22 @@ impl Error {
             | Error::EmailTaken
             | Error::MobileTaken
             | Error::SessionLimitReached
-            | Error::AlreadyVerified => 409,
+            | Error::AlreadyVerified
+            | Error::MfaAlreadyEnabled
+            | Error::MfaNotPending
+            | Error::MfaNotEnabled => 409,
             Error::InvalidCredentials
             | Error::Unauthorized
             | Error::InvalidToken
             | Error::InvalidRefreshToken
-            | Error::RefreshTokenReused => 401,
-            Error::EmailNotVerified | Error::AccountDisabled | Error::Forbidden => 403,
+            | Error::RefreshTokenReused
+            | Error::InvalidMfaToken
+            | Error::InvalidMfaCode { at_login: true } => 401,
+            Error::InvalidMfaCode { at_login: false } => 400,
+            Error::EmailNotVerified
+            | Error::AccountDisabled
+            | Error::Forbidden
+            | Error::MfaRequired { .. } => 403,
             Error::RateLimited { .. } => 429,
             Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
@@ -147,6 +178,12 @@ impl Error {
             Error::AlreadyVerified => "Already verified",
             Error::InvalidVerificationToken => "Invalid verification token",
             Error::InvalidResetToken => "Invalid reset token",
+            Error::MfaRequired { .. } => "Second factor required",
+            Error::InvalidMfaToken => "Invalid MFA token",
+            Error::InvalidMfaCode { .. } => "Invalid code",
+            Error::MfaAlreadyEnabled => "Two-factor authentication already enabled",
+            Error::MfaNotPending => "No pending enrolment",
+            Error::MfaNotEnabled => "Two-factor authentication not enabled",
             Error::MethodNotAllowed { .. } => "Method not allowed",
             Error::UnsupportedMediaType => "Unsupported media type",
             Error::PayloadTooLarge { .. } => "Payload too large",
@@ -191,6 +228,20 @@ impl Error {
             Error::InvalidResetToken => {
                 "The reset link is invalid, expired or already used.".into()
             }
+            Error::MfaRequired { .. } => {
+                "The password is correct; send a code with the mfa_token to \
+                 /api/v1/auth/mfa/verify."
+                    .into()
+            }
+            Error::InvalidMfaToken => {
+                "The mfa_token is invalid, expired or spent; log in again.".into()
+            }
+            Error::InvalidMfaCode { .. } => "The code is wrong, expired or already used.".into(),
+            Error::MfaAlreadyEnabled => {
+                "Two-factor authentication is on; turn it off before enrolling again.".into()
+            }
+            Error::MfaNotPending => "No enrolment waits for confirmation; start one first.".into(),
+            Error::MfaNotEnabled => "Two-factor authentication is not enabled.".into(),
             Error::MethodNotAllowed { allow } => format!("Allowed methods: {allow}."),
             Error::UnsupportedMediaType => "The body must be sent as application/json.".into(),
             Error::PayloadTooLarge { limit } => {

@@ -182,6 +182,7 @@ impl Fields {
             email_verified: self.flag("email_verified").unwrap_or(false),
             is_active: self.flag("is_active").unwrap_or(true),
             is_admin: self.flag("is_admin").unwrap_or(false),
+            mfa_enabled: false,
             created_at,
             updated_at: now,
         }

@@ -274,6 +274,7 @@ mod tests {
             iat: now,
             nbf: now,
             exp: now + 900,
+            amr: vec!["pwd".into()],
         }
     }
 

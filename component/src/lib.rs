@@ -19,6 +19,7 @@ pub mod imported_hash;
 pub mod keys;
 pub mod log;
 pub mod mail;
+pub mod mfa;
 pub mod password;
 pub mod ports;
 pub mod refresh;

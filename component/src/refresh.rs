@@ -28,6 +28,8 @@ struct Presented {
     user_id: String,
     spent_at: Option<i64>,
     live: bool,
+    /// The session's `amr` (kept across refreshes).
+    amr: String,
 }
 
 /// Exchanges a refresh token for a new access token and the successor refresh token.
@@ -95,7 +97,7 @@ fn find(app: &App<'_>, token: &str, now: i64) -> Result<Option<Presented>, Error
     let row = app.db.query_one(
         "SELECT r.session_id, s.user_id, r.spent_at, \
          CASE WHEN s.revoked_at IS NULL AND s.expires_at > ? AND r.expires_at > ? \
-         THEN 1 ELSE 0 END \
+         THEN 1 ELSE 0 END, s.amr \
          FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?",
         &[integer(now), integer(now), text(tokens::hash_opaque(token))],
     )?;
@@ -107,6 +109,7 @@ fn find(app: &App<'_>, token: &str, now: i64) -> Result<Option<Presented>, Error
         user_id: row.text(1)?,
         spent_at: row.optional_integer(2)?,
         live: row.boolean(3)?,
+        amr: row.text(4)?,
     }))
 }
 
@@ -203,7 +206,13 @@ fn grant(
     now: i64,
 ) -> Result<Grant, Error> {
     Ok(Grant {
-        access_token: sessions::sign_access_token(app, &user.id, &presented.session_id, now)?,
+        access_token: sessions::sign_access_token(
+            app,
+            &user.id,
+            &presented.session_id,
+            sessions::amr_claim(&presented.amr),
+            now,
+        )?,
         expires_in: app.settings.access_ttl,
         refresh_token: successor,
         refresh_expires_in: app.settings.refresh_ttl,

@@ -95,12 +95,13 @@ struct Cascade {
 }
 
 /// The tables [`prune`] reports, in order.
-const PRUNED_TABLES: [&str; 5] = [
+const PRUNED_TABLES: [&str; 6] = [
     "sessions",
     "refresh_tokens",
     "email_tokens",
     "outbox",
     "audit_events",
+    "mfa_challenges",
 ];
 
 /// Runs one round of every rule, if it is due (or `force`) and no other host runs one.
@@ -219,6 +220,8 @@ fn rules(app: &App<'_>, now: i64) -> Vec<Rule> {
             session_tokens(),
         ),
         rule("refresh_tokens", "token_hash", "expires_at <= ?", now, None),
+        // The second step of a login (API.md §8): useless once expired, spent or not.
+        rule("mfa_challenges", "token_hash", "expires_at <= ?", now, None),
         rule(
             "email_tokens",
             "token_hash",

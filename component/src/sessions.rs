@@ -56,6 +56,31 @@ pub struct Grant {
     pub user: User,
 }
 
+/// How a session's user proved who they are, stored with the session and carried in
+/// its access tokens as the `amr` claim (RFC 8176); a refresh keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Authentication {
+    /// A password alone: `["pwd"]`.
+    Password,
+    /// A password, then a one-time code or a recovery code (API.md §8): `["pwd","otp","mfa"]`.
+    SecondFactor,
+}
+
+impl Authentication {
+    /// The `sessions.amr` value: the `amr` claim's values separated by spaces.
+    pub fn stored(self) -> &'static str {
+        match self {
+            Authentication::Password => "pwd",
+            Authentication::SecondFactor => "pwd otp mfa",
+        }
+    }
+}
+
+/// The `amr` claim of a session's `sessions.amr` value.
+pub fn amr_claim(stored: &str) -> Vec<String> {
+    stored.split_whitespace().map(str::to_string).collect()
+}
+
 /// A session to open: the statements that store it and the tokens to hand out once they
 /// are committed.
 pub struct Opening {
@@ -63,10 +88,21 @@ pub struct Opening {
     pub grant: Grant,
 }
 
-/// Prepares a new session for `user`. The statements must run in one batch; with the
-/// `reject` policy the batch fails with a condition failure on statement
-/// [`LIMIT_GUARD_INDEX`] when the user has no free session slot.
+/// Prepares a new session for `user` after a password alone (see [`open_with`]).
 pub fn open(app: &App<'_>, user: &User, client: &Client) -> Result<Opening, Error> {
+    open_with(app, user, client, Authentication::Password)
+}
+
+/// Prepares a new session for `user`, who proved who they are by `authentication`. The
+/// statements must run in one batch; with the `reject` policy the batch fails with a
+/// condition failure on statement [`LIMIT_GUARD_INDEX`] when the user has no free
+/// session slot.
+pub fn open_with(
+    app: &App<'_>,
+    user: &User,
+    client: &Client,
+    authentication: Authentication,
+) -> Result<Opening, Error> {
     let now = app.now();
     let settings = app.settings;
     let session_id = app.new_id();
@@ -75,7 +111,7 @@ pub fn open(app: &App<'_>, user: &User, client: &Client) -> Result<Opening, Erro
     let mut statements = vec![lock_with_credentials(user), limit_guard(app, &user.id, now)];
     statements.push(statement(
         "INSERT INTO sessions (id, user_id, device_info, ip_address, created_at, \
-         last_active_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+         last_active_at, expires_at, amr) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         vec![
             text(&session_id),
             text(&user.id),
@@ -84,6 +120,7 @@ pub fn open(app: &App<'_>, user: &User, client: &Client) -> Result<Opening, Erro
             integer(now),
             integer(now),
             integer(expires_at),
+            text(authentication.stored()),
         ],
     ));
     statements.push(statement(
@@ -97,7 +134,13 @@ pub fn open(app: &App<'_>, user: &User, client: &Client) -> Result<Opening, Erro
         ],
     ));
     statements.extend(evict_oldest(app, &user.id, &session_id, client, now));
-    let access_token = sign_access_token(app, &user.id, &session_id, now)?;
+    let access_token = sign_access_token(
+        app,
+        &user.id,
+        &session_id,
+        amr_claim(authentication.stored()),
+        now,
+    )?;
     Ok(Opening {
         statements,
         grant: Grant {
@@ -117,14 +160,20 @@ pub const LIMIT_GUARD_INDEX: usize = 1;
 /// Takes the user's row lock first, on the condition that the account is still active
 /// and its password is still the one the caller checked (`user.password_hash`): a login
 /// that checked the old password while a change or reset was committing opens nothing
-/// (API.md §11). Concurrent openings of one user's sessions run one after the other.
+/// (API.md §11). The same holds for two-factor authentication: a password-only login
+/// that raced its enabling opens nothing either. Concurrent openings of one user's
+/// sessions run one after the other.
 fn lock_with_credentials(user: &User) -> Statement {
     Statement {
         expect_rows: Some(1),
         ..statement(
             "UPDATE users SET session_version = session_version + 1 WHERE id = ? \
-             AND password_hash = ? AND is_active = 1",
-            vec![text(&user.id), text(&user.password_hash)],
+             AND password_hash = ? AND is_active = 1 AND mfa_enabled = ?",
+            vec![
+                text(&user.id),
+                text(&user.password_hash),
+                integer(i64::from(user.mfa_enabled)),
+            ],
         )
     }
 }
@@ -214,11 +263,12 @@ fn evict_oldest(
     ]
 }
 
-/// Signs a fresh access token for a session.
+/// Signs a fresh access token for a session, with its `amr` claim.
 pub fn sign_access_token(
     app: &App<'_>,
     user_id: &str,
     session_id: &str,
+    amr: Vec<String>,
     now: i64,
 ) -> Result<String, Error> {
     let settings = app.settings;
@@ -231,6 +281,7 @@ pub fn sign_access_token(
         iat: now,
         nbf: now,
         exp: now + i64::from(settings.access_ttl),
+        amr,
     };
     tokens::sign(&claims, &keys::signer(app)?)
 }

@@ -35,6 +35,8 @@ pub const KEYS: &[&str] = &[
     "cors_origins",
     "session_retention",
     "audit_retention_days",
+    "mfa_issuer",
+    "mfa_token_ttl",
 ];
 
 /// Which rules passwords follow (API.md §1 `PORTCULLIS_PASSWORD_POLICY`).
@@ -112,6 +114,10 @@ pub struct Settings {
     pub session_retention: u32,
     /// Days an audit event is kept; 0 keeps every event.
     pub audit_retention_days: u32,
+    /// The issuer label of TOTP enrolments (`otpauth://totp/{issuer}:{username}`).
+    pub mfa_issuer: String,
+    /// Seconds an `mfa_token` (the second step of a login) stays valid.
+    pub mfa_token_ttl: u32,
 }
 
 impl Settings {
@@ -148,6 +154,8 @@ impl Settings {
             cors_origins: reader.list("cors_origins"),
             session_retention: reader.number("session_retention", 604_800, 0, 315_360_000),
             audit_retention_days: reader.number("audit_retention_days", 365, 0, 36_500),
+            mfa_issuer: reader.mfa_issuer(),
+            mfa_token_ttl: reader.number("mfa_token_ttl", 300, 1, 3_600),
         };
         if reader.problems.is_empty() {
             Ok(settings)
@@ -173,6 +181,21 @@ impl Reader<'_> {
             "PORTCULLIS_{}: {message}",
             key.to_ascii_uppercase()
         ));
+    }
+
+    /// The TOTP issuer label: at most 64 characters, no `:` (it separates the issuer from
+    /// the account in the `otpauth://` label) and no control characters.
+    fn mfa_issuer(&mut self) -> String {
+        const DEFAULT: &str = "Portcullis";
+        let issuer = self.text("mfa_issuer", DEFAULT);
+        if issuer.chars().count() > 64 || issuer.chars().any(|c| c == ':' || c.is_control()) {
+            self.complain(
+                "mfa_issuer",
+                "at most 64 characters, without ':' or control characters".into(),
+            );
+            return DEFAULT.into();
+        }
+        issuer
     }
 
     fn text(&mut self, key: &str, default: &str) -> String {

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_abuse_protection.sql"),
     include_str!("../../migrations/sqlite/0003_reset_requests.sql"),
     include_str!("../../migrations/sqlite/0004_retention.sql"),
+    include_str!("../../migrations/sqlite/0005_mfa.sql"),
 ];
 
 /// SQLite in memory, with the schema of `migrations/sqlite`.

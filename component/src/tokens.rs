@@ -33,6 +33,10 @@ pub struct Claims {
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
+    /// How the user proved who they are (RFC 8176): `["pwd"]`, or `["pwd","otp","mfa"]`
+    /// after a second factor (API.md §8).
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 /// The key new access tokens are signed with.
@@ -193,6 +197,7 @@ mod tests {
             iat: now,
             nbf: now,
             exp: now + 900,
+            amr: vec!["pwd".into()],
         }
     }
 

@@ -20,6 +20,8 @@ pub struct User {
     pub email_verified: bool,
     pub is_active: bool,
     pub is_admin: bool,
+    /// Two-factor authentication is on (API.md §8).
+    pub mfa_enabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -34,6 +36,7 @@ pub struct PublicUser {
     pub email_verified: bool,
     pub is_active: bool,
     pub is_admin: bool,
+    pub mfa_enabled: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -48,6 +51,7 @@ impl User {
             email_verified: self.email_verified,
             is_active: self.is_active,
             is_admin: self.is_admin,
+            mfa_enabled: self.mfa_enabled,
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
         }
@@ -65,6 +69,7 @@ impl User {
             is_admin: row.boolean(7)?,
             created_at: row.integer(8)?,
             updated_at: row.integer(9)?,
+            mfa_enabled: row.boolean(10)?,
         })
     }
 
@@ -98,7 +103,7 @@ impl User {
 }
 
 pub const USER_COLUMNS: &str = "id, username, email, mobile_number, password_hash, email_verified, \
-                            is_active, is_admin, created_at, updated_at";
+                            is_active, is_admin, created_at, updated_at, mfa_enabled";
 
 /// Reads an account by id.
 pub fn find_by_id(app: &App<'_>, id: &str) -> Result<Option<User>, Error> {
@@ -153,6 +158,9 @@ pub fn delete_statements(user_id: &str) -> Vec<Statement> {
         ),
         statement("DELETE FROM sessions WHERE user_id = ?", id()),
         statement("DELETE FROM email_tokens WHERE user_id = ?", id()),
-        statement("DELETE FROM users WHERE id = ?", id()),
     ]
+    .into_iter()
+    .chain(crate::mfa::delete_statements(user_id))
+    .chain([statement("DELETE FROM users WHERE id = ?", id())])
+    .collect()
 }

@@ -74,6 +74,7 @@ mod hostile;
 mod import;
 mod login;
 mod mail;
+mod mfa;
 mod observability;
 mod openapi;
 mod outage;
@@ -104,6 +105,7 @@ const MODULES: &[Module] = &[
     ("import", import::tests),
     ("login", login::tests),
     ("mail", mail::tests),
+    ("mfa", mfa::tests),
     ("observability", observability::tests),
     ("openapi", openapi::tests),
     ("outage", outage::tests),

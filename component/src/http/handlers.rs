@@ -4,9 +4,10 @@ use super::body::{json_object, ndjson_body};
 use super::model::{
     Accepted, AdminUserChange, AuditPage, ChangePasswordRequest, DeleteAccountRequest, EmailRules,
     ForgotPasswordRequest, Health, HealthProblem, ImportReport, Jwks, LoginRequest, MobileRules,
-    OAuthError, OAuthToken, PasswordRules, Problem, ProfileUpdate, RefreshRequest, RegisterRequest,
-    Registered, ResetPasswordRequest, SessionList, SessionRules, TokenForm, TokenInfo,
-    TokenResponse, TokenRules, User, UserPage, UsernameRules, ValidationRules, VerifyEmailRequest,
+    OAuthError, OAuthMfaRequired, OAuthToken, PasswordRules, Problem, ProfileUpdate,
+    RefreshRequest, RegisterRequest, Registered, ResetPasswordRequest, SessionList, SessionRules,
+    TokenForm, TokenInfo, TokenResponse, TokenRules, User, UserPage, UsernameRules,
+    ValidationRules, VerifyEmailRequest,
 };
 use super::oauth;
 use super::problem::PROBLEM_JSON;
@@ -43,7 +44,7 @@ impl Context<'_> {
     }
 
     /// The bearer token's user and session, checked live.
-    fn authenticate(&self) -> Result<Authenticated, Error> {
+    pub(super) fn authenticate(&self) -> Result<Authenticated, Error> {
         let value = self
             .request
             .header(header::AUTHORIZATION)
@@ -220,7 +221,10 @@ pub fn register(context: &Context<'_>) -> Result<Response, Error> {
         (status = 200, description = "Logged in.", body = TokenResponse),
         (status = 401, description = "`invalid_credentials` (the same answer whether or not \
             the account exists)."),
-        (status = 403, description = "`email_not_verified` or `account_disabled`."),
+        (status = 403, description = "`email_not_verified`, `account_disabled`, or \
+            `mfa_required`: the password is correct but the account has two-factor \
+            authentication, so no session opens yet; the problem carries `mfa_token` and \
+            `methods` for `/api/v1/auth/mfa/verify`."),
         (status = 409, description = "`session_limit_reached` (policy `reject`)."),
     ))]
 pub fn login(context: &Context<'_>) -> Result<Response, Error> {
@@ -297,6 +301,9 @@ pub fn refresh(context: &Context<'_>) -> Result<Response, Error> {
     responses(
         (status = 200, description = "RFC 6749 §5.1 token response.", body = OAuthToken),
         (status = 400, description = "RFC 6749 §5.2 error.", body = OAuthError),
+        (status = 403, description = "`mfa_required` (`grant_type=password`, an account \
+            with two-factor authentication): no token yet; send the `mfa_token` and a code \
+            to `/api/v1/auth/mfa/verify`.", body = OAuthMfaRequired),
         (status = 413, description = "`payload_too_large`."),
     ))]
 pub fn token(context: &Context<'_>) -> Result<Response, Error> {
@@ -504,13 +511,13 @@ pub fn change_password(context: &Context<'_>) -> Result<Response, Error> {
 }
 
 /// The acting admin of an admin request.
-fn admin(context: &Context<'_>) -> Result<crate::users::User, Error> {
+pub(super) fn admin(context: &Context<'_>) -> Result<crate::users::User, Error> {
     let who = context.authenticate()?;
     admin::require_admin(context.app, &who)
 }
 
 /// The `{id}` of the route.
-fn path_id<'c>(context: &'c Context<'_>) -> Result<&'c str, Error> {
+pub(super) fn path_id<'c>(context: &'c Context<'_>) -> Result<&'c str, Error> {
     context
         .params
         .first()

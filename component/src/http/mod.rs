@@ -8,6 +8,7 @@ mod body;
 mod cors;
 mod docs;
 mod handlers;
+mod mfa;
 mod model;
 mod oauth;
 mod openapi;

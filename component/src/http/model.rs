@@ -28,6 +28,13 @@ pub struct Problem {
     /// Every broken field rule; only on 422 `validation_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// Only on 403 `mfa_required`: the single-use ticket for `/api/v1/auth/mfa/verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa_token: Option<String>,
+    /// Only on 403 `mfa_required`: the kinds of code `/api/v1/auth/mfa/verify` takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["totp", "recovery_code"]))]
+    pub methods: Option<Vec<&'static str>>,
 }
 
 impl From<&Error> for Problem {
@@ -43,6 +50,12 @@ impl From<&Error> for Problem {
             detail: error.detail(),
             code: error.code().into(),
             errors,
+            mfa_token: match error {
+                Error::MfaRequired { mfa_token } => Some(mfa_token.clone()),
+                _ => None,
+            },
+            methods: matches!(error, Error::MfaRequired { .. })
+                .then(|| crate::mfa::METHODS.to_vec()),
         }
     }
 }
@@ -93,6 +106,8 @@ pub struct User {
     pub email_verified: bool,
     pub is_active: bool,
     pub is_admin: bool,
+    /// Two-factor authentication (TOTP) is on: a password alone opens no session.
+    pub mfa_enabled: bool,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -109,6 +124,7 @@ impl From<PublicUser> for User {
             email_verified: user.email_verified,
             is_active: user.is_active,
             is_admin: user.is_admin,
+            mfa_enabled: user.mfa_enabled,
             created_at: user.created_at,
             updated_at: user.updated_at,
         }
@@ -712,4 +728,108 @@ impl AdminUserChange {
         body.check_types()?;
         Ok(change)
     }
+}
+
+/// `POST /api/v1/users/me/mfa/totp`
+#[derive(ToSchema)]
+pub struct EnrolTotpRequest {
+    /// The account's password (a wrong one counts as a failed login).
+    #[schema(max_length = 128)]
+    pub password: String,
+}
+
+impl EnrolTotpRequest {
+    pub fn read(body: &mut JsonObject) -> Result<Self, Error> {
+        let password = body.string("password").unwrap_or_default();
+        body.check_types()?;
+        Ok(EnrolTotpRequest { password })
+    }
+}
+
+/// A pending TOTP enrolment: shown once, never again.
+#[derive(Serialize, ToSchema)]
+pub struct TotpEnrolment {
+    /// The 160-bit secret in base32, for typing into an authenticator app.
+    #[schema(example = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")]
+    pub secret: String,
+    /// `otpauth://totp/{issuer}:{username}?secret=…&issuer={issuer}&algorithm=SHA1&digits=6&period=30`
+    pub otpauth_uri: String,
+    /// An SVG image of a QR code of `otpauth_uri`.
+    pub qr_svg: String,
+}
+
+/// A body that carries one code: a 6-digit TOTP code or a recovery code.
+#[derive(ToSchema)]
+pub struct MfaCodeRequest {
+    #[schema(max_length = 64, example = "492039")]
+    pub code: String,
+}
+
+impl MfaCodeRequest {
+    pub fn read(body: &mut JsonObject) -> Result<Self, Error> {
+        Ok(MfaCodeRequest {
+            code: body.required("code")?,
+        })
+    }
+}
+
+/// Ten single-use recovery codes, shown this once (only their hashes are kept).
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    #[schema(example = json!(["k4mz-q2xa-77bd-pw3r"]))]
+    pub recovery_codes: Vec<String>,
+}
+
+/// `DELETE /api/v1/users/me/mfa`
+#[derive(ToSchema)]
+pub struct DisableMfaRequest {
+    #[schema(max_length = 128)]
+    pub password: String,
+    /// A TOTP code or a recovery code.
+    #[schema(max_length = 64)]
+    pub code: String,
+}
+
+impl DisableMfaRequest {
+    pub fn read(body: &mut JsonObject) -> Result<Self, Error> {
+        let password = body.string("password").unwrap_or_default();
+        let code = body.required("code")?;
+        Ok(DisableMfaRequest { password, code })
+    }
+}
+
+/// `POST /api/v1/auth/mfa/verify`: the second step of a login.
+#[derive(ToSchema)]
+pub struct MfaVerifyRequest {
+    /// The `mfa_token` of the login's 403 `mfa_required` answer.
+    pub mfa_token: String,
+    /// A TOTP code or a recovery code.
+    #[schema(max_length = 64, example = "492039")]
+    pub code: String,
+    /// Shown in the session list instead of the User-Agent.
+    pub device_name: Option<String>,
+}
+
+impl MfaVerifyRequest {
+    pub fn read(body: &mut JsonObject) -> Result<Self, Error> {
+        let device_name = body.string("device_name");
+        let mfa_token = body.required("mfa_token")?;
+        let code = body.required("code")?;
+        Ok(MfaVerifyRequest {
+            mfa_token,
+            code,
+            device_name,
+        })
+    }
+}
+
+/// `POST /api/v1/auth/token` with `grant_type=password` for an account with two-factor
+/// authentication: no token yet; finish at `/api/v1/auth/mfa/verify`.
+#[derive(Serialize, ToSchema)]
+pub struct OAuthMfaRequired {
+    #[schema(value_type = String, pattern = "^mfa_required$")]
+    pub error: &'static str,
+    pub error_description: &'static str,
+    /// Single-use, valid `PORTCULLIS_MFA_TOKEN_TTL` seconds.
+    pub mfa_token: String,
 }

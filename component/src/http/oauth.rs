@@ -2,7 +2,7 @@
 //! request and answer formats of RFC 6749 §4.3, §6 and §5.1–5.2, so standard OAuth2
 //! clients (and the docs page's "Authorize" button) work.
 
-use super::model::{OAuthError as ErrorBody, OAuthToken, TokenForm};
+use super::model::{OAuthError as ErrorBody, OAuthMfaRequired, OAuthToken, TokenForm};
 use super::{Body, Request, Response, header};
 use crate::app::App;
 use crate::auth;
@@ -15,6 +15,9 @@ enum OAuthError {
     InvalidRequest(&'static str),
     InvalidGrant(&'static str),
     UnsupportedGrantType,
+    /// A correct password of an account with two-factor authentication (API.md §8): 403
+    /// with the `mfa_token` of the second step.
+    MfaRequired(String),
 }
 
 /// Answers a token request. Problems that are not about the grant (a body over the
@@ -113,6 +116,7 @@ fn grant_error(error: Error) -> Outcome {
         Error::InvalidRefreshToken => "the refresh token is invalid, expired or revoked",
         Error::RefreshTokenReused => "the refresh token was already used; its session is revoked",
         Error::Validation(_) => return OAuthError::InvalidRequest("a parameter is invalid").into(),
+        Error::MfaRequired { mfa_token } => return OAuthError::MfaRequired(mfa_token).into(),
         other => return Outcome::Problem(other),
     };
     OAuthError::InvalidGrant(description).into()
@@ -132,6 +136,15 @@ fn success(grant: &Grant) -> Response {
 }
 
 fn failure(error: &OAuthError) -> Response {
+    if let OAuthError::MfaRequired(mfa_token) = error {
+        let body = OAuthMfaRequired {
+            error: "mfa_required",
+            error_description: "a second factor is required: send a code with the mfa_token \
+                                to /api/v1/auth/mfa/verify",
+            mfa_token: mfa_token.clone(),
+        };
+        return Response::json(403, &body).with_header("pragma", "no-cache");
+    }
     let (code, description) = match error {
         OAuthError::InvalidRequest(description) => ("invalid_request", *description),
         OAuthError::InvalidGrant(description) => ("invalid_grant", *description),
@@ -139,6 +152,7 @@ fn failure(error: &OAuthError) -> Response {
             "unsupported_grant_type",
             "grant_type must be password or refresh_token",
         ),
+        OAuthError::MfaRequired(_) => ("mfa_required", "a second factor is required"),
     };
     Response::json(
         400,

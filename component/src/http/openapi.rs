@@ -19,10 +19,12 @@ use utoipa::openapi::{
 use super::handlers::Context;
 use super::model::{
     Accepted, AdminUserChange, AuditEvent, AuditPage, ChangePasswordRequest, DeleteAccountRequest,
-    FieldError, ForgotPasswordRequest, Health, HealthProblem, ImportRejected, ImportReport,
-    ImportSkipped, Jwk, Jwks, LoginRequest, OAuthError, OAuthToken, Problem, ProfileUpdate,
-    RefreshRequest, RegisterRequest, Registered, ResetPasswordRequest, Session, SessionList,
-    TokenForm, TokenInfo, TokenResponse, User, UserPage, ValidationRules, VerifyEmailRequest,
+    DisableMfaRequest, EnrolTotpRequest, FieldError, ForgotPasswordRequest, Health, HealthProblem,
+    ImportRejected, ImportReport, ImportSkipped, Jwk, Jwks, LoginRequest, MfaCodeRequest,
+    MfaVerifyRequest, OAuthError, OAuthMfaRequired, OAuthToken, Problem, ProfileUpdate,
+    RecoveryCodes, RefreshRequest, RegisterRequest, Registered, ResetPasswordRequest, Session,
+    SessionList, TokenForm, TokenInfo, TokenResponse, TotpEnrolment, User, UserPage,
+    ValidationRules, VerifyEmailRequest,
 };
 use super::pages::{ResetPasswordForm, VerifyEmailForm};
 use super::problem::PROBLEM_JSON;
@@ -87,6 +89,8 @@ the keys at `/.well-known/jwks.json` (by `kid`).";
     AuditPage,
     ChangePasswordRequest,
     DeleteAccountRequest,
+    DisableMfaRequest,
+    EnrolTotpRequest,
     FieldError,
     ForgotPasswordRequest,
     Health,
@@ -97,10 +101,14 @@ the keys at `/.well-known/jwks.json` (by `kid`).";
     Jwk,
     Jwks,
     LoginRequest,
+    MfaCodeRequest,
+    MfaVerifyRequest,
     OAuthError,
+    OAuthMfaRequired,
     OAuthToken,
     Problem,
     ProfileUpdate,
+    RecoveryCodes,
     RefreshRequest,
     RegisterRequest,
     Registered,
@@ -111,6 +119,7 @@ the keys at `/.well-known/jwks.json` (by `kid`).";
     TokenForm,
     TokenInfo,
     TokenResponse,
+    TotpEnrolment,
     User,
     UserPage,
     ValidationRules,

@@ -19,7 +19,9 @@ pub fn problem(error: &Error) -> Response {
         Error::Unauthorized
         | Error::InvalidCredentials
         | Error::InvalidRefreshToken
-        | Error::RefreshTokenReused => {
+        | Error::RefreshTokenReused
+        | Error::InvalidMfaToken
+        | Error::InvalidMfaCode { at_login: true } => {
             response.with_header("www-authenticate", r#"Bearer realm="portcullis""#)
         }
         Error::InvalidToken => response.with_header(

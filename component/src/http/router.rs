@@ -9,7 +9,7 @@ use super::handlers::{self, Context};
 use super::openapi::{Describe, described};
 use super::problem::problem;
 use super::{Request, Response};
-use super::{cors, docs, openapi, pages};
+use super::{cors, docs, mfa, openapi, pages};
 use crate::abuse;
 use crate::app::App;
 use crate::error::Error;
@@ -179,6 +179,43 @@ const ROUTES: &[Route] = &[
         allow: "GET, PATCH, DELETE",
     },
     Route {
+        pattern: "/api/v1/users/me/mfa",
+        methods: &[(
+            "DELETE",
+            mfa::disable_mfa,
+            described::<mfa::__path_disable_mfa>,
+        )],
+        allow: "DELETE",
+    },
+    Route {
+        pattern: "/api/v1/users/me/mfa/totp",
+        methods: &[("POST", mfa::enrol_totp, described::<mfa::__path_enrol_totp>)],
+        allow: "POST",
+    },
+    Route {
+        pattern: "/api/v1/users/me/mfa/totp/confirm",
+        methods: &[(
+            "POST",
+            mfa::confirm_totp,
+            described::<mfa::__path_confirm_totp>,
+        )],
+        allow: "POST",
+    },
+    Route {
+        pattern: "/api/v1/users/me/mfa/recovery-codes",
+        methods: &[(
+            "POST",
+            mfa::regenerate_recovery_codes,
+            described::<mfa::__path_regenerate_recovery_codes>,
+        )],
+        allow: "POST",
+    },
+    Route {
+        pattern: "/api/v1/auth/mfa/verify",
+        methods: &[("POST", mfa::mfa_verify, described::<mfa::__path_mfa_verify>)],
+        allow: "POST",
+    },
+    Route {
         pattern: "/api/v1/users/me/password",
         methods: &[(
             "POST",
@@ -232,6 +269,15 @@ const ROUTES: &[Route] = &[
             "DELETE",
             handlers::admin_revoke_sessions,
             described::<handlers::__path_admin_revoke_sessions>,
+        )],
+        allow: "DELETE",
+    },
+    Route {
+        pattern: "/api/v1/admin/users/{id}/mfa",
+        methods: &[(
+            "DELETE",
+            mfa::admin_disable_mfa,
+            described::<mfa::__path_admin_disable_mfa>,
         )],
         allow: "DELETE",
     },
@@ -313,7 +359,7 @@ const RATE_LIMITED_PAGES: [&str; 2] = ["/verify-email", "/reset-password"];
 /// of CPU each, and ~19 MiB of memory while it runs). `/openapi.json` marks them with
 /// [`HASHES_PASSWORD`] so that a host can admit them a few at a time (the native host
 /// runs at most one per core and queues the rest).
-pub const PASSWORD_HASHING_ENDPOINTS: [(&str, &str); 8] = [
+pub const PASSWORD_HASHING_ENDPOINTS: [(&str, &str); 10] = [
     ("POST", "/api/v1/auth/register"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/token"),
@@ -322,6 +368,8 @@ pub const PASSWORD_HASHING_ENDPOINTS: [(&str, &str); 8] = [
     ("POST", "/api/v1/users/me/password"),
     ("PATCH", "/api/v1/users/me"),
     ("DELETE", "/api/v1/users/me"),
+    ("POST", "/api/v1/users/me/mfa/totp"),
+    ("DELETE", "/api/v1/users/me/mfa"),
 ];
 
 /// The OpenAPI extension (`true`) on the operations of [`PASSWORD_HASHING_ENDPOINTS`].

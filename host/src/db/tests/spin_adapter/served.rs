@@ -377,6 +377,7 @@ async fn the_spin_artifact_serves_the_api_and_mails_through_the_webhook() {
     let checked: Json = checked.json().await.unwrap();
     assert_eq!(checked["valid"], true);
     assert_eq!(checked["username"], "spin_user");
+    enrols_and_logs_in_with_a_code(&scenario, access).await;
 
     let id = mail.body["id"].as_str().unwrap_or_default();
     let (sent_at, attempts, last_error) = scenario
@@ -388,6 +389,66 @@ async fn the_spin_artifact_serves_the_api_and_mails_through_the_webhook() {
         scenario.deliveries.try_recv().is_err(),
         "the mail came once"
     );
+}
+
+/// Two-factor authentication through the artifact (API.md §8): `spin_user` enrols,
+/// confirms with a code, and a login then takes the second step with the next code.
+async fn enrols_and_logs_in_with_a_code(scenario: &Scenario, access: &str) {
+    use portcullis_component::mfa::totp;
+    let post = |path: &str, bearer: Option<&str>, body: Json| {
+        let request = scenario.client.post(format!("{}{path}", scenario.api));
+        let request = match bearer {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        request.json(&body).send()
+    };
+    let enrolment = post(
+        "/api/v1/users/me/mfa/totp",
+        Some(access),
+        json!({ "password": PASSWORD }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(enrolment.status(), 200);
+    let enrolment: Json = enrolment.json().await.unwrap();
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(enrolment["secret"].as_str().unwrap_or_default().as_bytes())
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let code = |offset: i64| totp::code(&secret, totp::step_at(now) + offset, totp::DIGITS);
+    let confirmed = post(
+        "/api/v1/users/me/mfa/totp/confirm",
+        Some(access),
+        json!({ "code": code(0) }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    let confirmed: Json = confirmed.json().await.unwrap();
+    assert_eq!(
+        confirmed["recovery_codes"].as_array().map(Vec::len),
+        Some(10)
+    );
+
+    let challenged = scenario.login("spin_user").await;
+    assert_eq!(challenged.status(), 403);
+    let challenged: Json = challenged.json().await.unwrap();
+    assert_eq!(challenged["code"], "mfa_required", "{challenged}");
+    let mfa_token = challenged["mfa_token"].as_str().unwrap_or_default();
+    let verified = post(
+        "/api/v1/auth/mfa/verify",
+        None,
+        json!({ "mfa_token": mfa_token, "code": code(1) }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(verified.status(), 200);
+    let verified: Json = verified.json().await.unwrap();
+    assert_eq!(verified["user"]["mfa_enabled"], true, "{verified}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
