@@ -401,11 +401,23 @@ pub const BODY_ENDPOINTS: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/api/v1/admin/users/import", Some("$ADMIN_ACCESS")),
     // Two-factor authentication (issue #15), answered 404 until its routes exist.
     ("POST", "/api/v1/users/me/mfa/totp", Some("$USER_ACCESS")),
-    ("POST", "/api/v1/users/me/mfa/totp/confirm", Some("$USER_ACCESS")),
-    ("POST", "/api/v1/users/me/mfa/recovery-codes", Some("$USER_ACCESS")),
+    (
+        "POST",
+        "/api/v1/users/me/mfa/totp/confirm",
+        Some("$USER_ACCESS"),
+    ),
+    (
+        "POST",
+        "/api/v1/users/me/mfa/recovery-codes",
+        Some("$USER_ACCESS"),
+    ),
     ("DELETE", "/api/v1/users/me/mfa", Some("$USER_ACCESS")),
     ("POST", "/api/v1/auth/mfa/verify", None),
-    ("DELETE", "/api/v1/admin/users/$USER_ID/mfa", Some("$ADMIN_ACCESS")),
+    (
+        "DELETE",
+        "/api/v1/admin/users/$USER_ID/mfa",
+        Some("$ADMIN_ACCESS"),
+    ),
 ];
 
 /// The whole request to an endpoint of [`BODY_ENDPOINTS`] with `body`, as text.
