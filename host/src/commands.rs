@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -184,11 +184,14 @@ pub async fn prune(
     let database = open_migrated(&host).await?;
     let imports = SharedImports::new(database.clone(), settings.into_map());
     let instances = start_component(component_wasm, &host, imports).await?;
-    let pruned = retention::run_rounds(&instances, true, later_by, || false).await;
+    let pruned = prune_when_free(&instances, later_by).await;
     database.close().await;
     let removed = pruned.context("pruning")?;
     if removed.is_empty() {
-        tracing::warn!("another host is running a retention round; nothing was done");
+        tracing::warn!(
+            "another host has been running a retention round for {} s; nothing was done",
+            PRUNE_WAIT.as_secs()
+        );
     }
     let mut stdout = std::io::stdout().lock();
     for table in &removed {
@@ -196,6 +199,26 @@ pub async fn prune(
     }
     stdout.flush()?;
     Ok(())
+}
+
+/// How long `db prune` waits for another host's round (a serving host's, or one that
+/// Spin runs after a response) to release the retention lease.
+const PRUNE_WAIT: Duration = Duration::from_secs(30);
+
+/// The retention rounds of `db prune`, run as soon as no other host holds the lease
+/// (within [`PRUNE_WAIT`]); an empty list when one held it all along.
+async fn prune_when_free(
+    instances: &Instances,
+    later_by: u32,
+) -> anyhow::Result<Vec<api::TableRows>> {
+    let deadline = tokio::time::Instant::now() + PRUNE_WAIT;
+    loop {
+        let removed = retention::run_rounds(instances, true, later_by, || false).await?;
+        if !removed.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(removed);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// `portcullis users import FILE|-`: imports the users of a JSON Lines file (see
