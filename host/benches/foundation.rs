@@ -1,16 +1,17 @@
 //! The foundation benchmark (BENCHMARKS.md): Argon2id natively (one hash, and one
 //! thread per core) and inside the component (with the host's native kernel and with the
 //! wasm kernel of the portable component), component instantiation, start-up time with an
-//! empty and a warm compile cache, register / login / verify / refresh requests per
-//! second over HTTP against the real binary, logins under bursts of 8, 64 and 200 clients
-//! (rate, share of the bound, p50/p99, peak RSS), the time `password/forgot` takes for
-//! registered and unknown addresses, on SQLite and on the databases named by
-//! `BENCH_POSTGRES_URL` and `BENCH_MYSQL_URL`, and `GET /users/me` under wrk against the
-//! same logic without wasm (`foundation/native_baseline.rs`).
+//! empty and a warm compile cache (to listening and to the first 200), register / login /
+//! verify / refresh requests per second over HTTP against the real binary, logins under
+//! bursts of 8, 64 and 200 clients (rate, share of the bound, p50/p99, peak RSS), the time
+//! `password/forgot` takes for registered and unknown addresses, on SQLite and on the
+//! databases named by `BENCH_POSTGRES_URL` and `BENCH_MYSQL_URL`, and the cost of the
+//! sandbox per endpoint: `GET /users/me` and `/auth/verify` under wrk, refresh, login and
+//! register, against the same logic without wasm (`foundation/native_baseline.rs`).
 //!
 //! Run: `cargo bench -p portcullis --bench foundation` (release build; about a minute
 //! per database). Knobs: `BENCH_HTTP_SECONDS` (default 10), `BENCH_HTTP_CONNECTIONS`
-//! (default 8).
+//! (default 8), `BENCH_WRK_CONNECTIONS` (default 32).
 //!
 //! With `BENCH_RETENTION_SOAK=1` it runs the retention soak instead ([`retention_soak`]).
 
@@ -46,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(in_component(workdir.path()))?;
     cold_start(workdir.path())?;
     http_rates(workdir.path(), native_hash_ms)?;
-    users_me_against_native(workdir.path())?;
+    sandbox_cost(workdir.path())?;
     Ok(())
 }
 
@@ -578,68 +579,121 @@ fn load(
     Ok(run.rate)
 }
 
-/// Seconds from starting `portcullis serve` on a fresh SQLite file to its `listening on`
-/// line: first with an empty compile cache (the component compiled), then again with
-/// the cache that start filled (the compiled component loaded).
+/// Seconds from starting `portcullis serve` on a fresh SQLite file to its first 200
+/// (`GET /health`, asked over and over from the moment it listens): first with an empty
+/// compile cache (the component compiled), then again with the cache that start filled
+/// (the compiled component loaded).
 fn cold_start(dir: &std::path::Path) -> anyhow::Result<()> {
     let cache = dir.join("cold-start-cache");
     let cache_dir = cache.display().to_string();
+    let client = Client::new();
     for (label, database) in [("empty cache", "cold-1.db"), ("warm cache", "cold-2.db")] {
         let started = Instant::now();
         let url = format!("sqlite://{}/{database}", dir.display());
-        let (mut child, _) =
+        let (mut child, address) =
             start_server_with(dir, &url, &[("PORTCULLIS_CACHE_DIR", cache_dir.as_str())])?;
-        let elapsed = started.elapsed().as_secs_f64();
+        let listening = started.elapsed().as_secs_f64();
+        let first_ok = loop {
+            let answer = client.get(format!("{address}/health")).send();
+            if matches!(answer, Ok(ref answer) if answer.status().is_success()) {
+                break started.elapsed().as_secs_f64();
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "no 200 from /health within a minute"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
         child.kill()?;
         child.wait()?;
         report(
-            &format!("start-up to listening, fresh SQLite, {label} (s)"),
-            elapsed,
-            "s",
+            &format!("start-up to listening, fresh SQLite, {label} (ms)"),
+            listening * 1000.0,
+            "ms",
+        );
+        report(
+            &format!("start-up to the first 200, fresh SQLite, {label} (ms)"),
+            first_ok * 1000.0,
+            "ms",
         );
     }
     Ok(())
 }
 
-/// `GET /api/v1/users/me` under wrk (`BENCH_WRK_CONNECTIONS`, default 32; two threads),
-/// on SQLite: the real binary against the same logic without wasm ([`native_baseline`])
-/// in the same run. Skipped without `wrk` on the PATH.
-fn users_me_against_native(dir: &std::path::Path) -> anyhow::Result<()> {
-    let seconds = env_or("BENCH_HTTP_SECONDS", 10);
-    let connections = env_or("BENCH_WRK_CONNECTIONS", 32);
-    if Command::new("wrk").arg("--version").output().is_err() {
-        println!("  (users/me under wrk skipped: no wrk on the PATH)");
-        return Ok(());
-    }
+/// The cost of the sandbox per endpoint, on SQLite: the real binary against the same
+/// logic without wasm ([`native_baseline`]), in the same run, each with the same load:
+/// `GET /users/me` and `GET /auth/verify` under wrk (`BENCH_WRK_CONNECTIONS`, default
+/// 32; two threads; skipped without `wrk` on the PATH), refresh chains, logins and
+/// registrations from `BENCH_HTTP_CONNECTIONS` clients (default 8). Prints each rate and
+/// the ratio component ÷ no wasm.
+fn sandbox_cost(dir: &std::path::Path) -> anyhow::Result<()> {
     let (mut child, address) = start_server(dir, &format!("sqlite://{}/me.db", dir.display()))?;
-    let token = register(&address, &format!("{}_me", unique_run()));
-    let component = token.and_then(|token| wrk_users_me(&address, &token, seconds, connections));
+    let component = endpoint_rates(&address, "component");
     child.kill()?;
     child.wait()?;
     let component = component?;
 
     let runtime = tokio::runtime::Runtime::new()?;
     let baseline_address = runtime.block_on(start_native_baseline(dir))?;
-    let token = register(&baseline_address, &format!("{}_me", unique_run()))?;
-    let native = wrk_users_me(&baseline_address, &token, seconds, connections)?;
-    // wrk's last requests end a moment after wrk does; the runtime stops after them.
+    let native = endpoint_rates(&baseline_address, "no wasm");
+    // The load's last requests end a moment after it does; the runtime stops after them.
     std::thread::sleep(Duration::from_secs(1));
     runtime.shutdown_timeout(Duration::from_secs(5));
-    for (label, figures) in [("component", &component), ("no wasm", &native)] {
+    let native = native?;
+    for ((endpoint, component), (_, native)) in component.iter().zip(&native) {
         report(
-            &format!("GET /api/v1/users/me, SQLite, {connections} conns, {label} (req/s)"),
-            figures.rate,
-            "req/s",
+            &format!(
+                "{endpoint}, SQLite: component / no wasm ({component:.0} / {native:.0} req/s)"
+            ),
+            component / native,
+            "",
         );
-        report(&format!("  … p50, {label} (ms)"), figures.p50_ms, "ms");
-        report(&format!("  … p99, {label} (ms)"), figures.p99_ms, "ms");
     }
-    report(
-        "GET /api/v1/users/me, component / no wasm",
-        component.rate / native.rate,
-        "",
-    );
     Ok(())
+}
+
+/// Requests per second of each endpoint [`sandbox_cost`] compares, on the server at
+/// `address` (rate limit off, no session limit), `label` in the printed lines.
+fn endpoint_rates(address: &str, label: &str) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    let seconds = env_or("BENCH_HTTP_SECONDS", 10);
+    let connections = env_or("BENCH_HTTP_CONNECTIONS", 8);
+    let wrk_connections = env_or("BENCH_WRK_CONNECTIONS", 32);
+    let run = unique_run();
+    let login = format!("{run}_0");
+    let token = register(address, &login)?;
+    let mut rates = Vec::new();
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        for (endpoint, path) in [
+            ("GET /users/me", "/api/v1/users/me"),
+            ("GET /auth/verify", "/api/v1/auth/verify"),
+        ] {
+            let figures = wrk_get(address, path, &token, seconds, wrk_connections)?;
+            let what = format!("{endpoint}, {wrk_connections} conns, {label}");
+            report(&format!("{what} (req/s)"), figures.rate, "req/s");
+            report("  … p50 (ms)", figures.p50_ms, "ms");
+            report("  … p99 (ms)", figures.p99_ms, "ms");
+            rates.push((endpoint, figures.rate));
+        }
+    } else {
+        println!("  (GET under wrk skipped: no wrk on the PATH)");
+    }
+    rates.push((
+        "POST /auth/refresh",
+        refresh_chains(address, &login, seconds, connections)?,
+    ));
+    let login_rate = load(seconds / 2, connections, |client, _, _| {
+        client
+            .post(format!("{address}/api/v1/auth/login"))
+            .json(&serde_json::json!({"login": login, "password": PASSWORD}))
+    })?;
+    rates.push(("POST /auth/login", login_rate));
+    let register_rate = load(seconds / 2, connections, |client, worker, n| {
+        client
+            .post(format!("{address}/api/v1/auth/register"))
+            .json(&registration(&format!("{run}_{worker}_{n}")))
+    })?;
+    rates.push(("POST /auth/register", register_rate));
+    Ok(rates)
 }
 
 /// The settings of what this benchmark runs in its own process: a SQLite file of `dir`,
@@ -686,8 +740,10 @@ struct WrkFigures {
     p99_ms: f64,
 }
 
-fn wrk_users_me(
+/// One wrk run of `GET {address}{path}` with `token` as the bearer.
+fn wrk_get(
     address: &str,
+    path: &str,
     token: &str,
     seconds: u64,
     connections: u64,
@@ -698,7 +754,7 @@ fn wrk_users_me(
         .arg(format!("-d{seconds}s"))
         .arg("-H")
         .arg(format!("Authorization: Bearer {token}"))
-        .arg(format!("{address}/api/v1/users/me"))
+        .arg(format!("{address}{path}"))
         .output()?;
     let text = String::from_utf8_lossy(&output.stdout);
     if text.contains("Non-2xx") {
