@@ -1,6 +1,8 @@
 //! Abuse protection shared by every host on the database (API.md §1):
 //! - a per-client-IP limit on the `POST /api/v1/auth/*` endpoints (`PORTCULLIS_RATE_LIMIT`,
-//!   N requests per S seconds, fixed windows counted in `rate_counters`);
+//!   N requests per S seconds, fixed windows counted in `rate_counters`); a group of
+//!   endpoints with a limit of its own (`PORTCULLIS_RATE_LIMIT_LOGIN` …) counts on a
+//!   counter of its own, the others share one;
 //! - a per-account login throttle (`PORTCULLIS_LOGIN_THROTTLE`): after that many
 //!   consecutive failures the next attempt waits 2^k seconds (k = failures past the
 //!   threshold, at most an hour), counted in milliseconds. Failures are counted by
@@ -16,6 +18,7 @@ use crate::audit;
 use crate::db::{integer, statement, text};
 use crate::error::Error;
 use crate::ports::StoreError;
+use crate::settings::RateLimitGroup;
 use crate::tokens::hash_opaque;
 use crate::validation::normalise_mobile;
 
@@ -28,16 +31,21 @@ const PRUNE_ONE_IN: u32 = 32;
 /// Failure counts untouched for this long are pruned (every wait has long ended).
 const IDLE_COUNT_MILLIS: i64 = 24 * 3_600_000;
 
-/// Counts one request from `ip` and fails with `RateLimited` when the window is full.
-pub fn check_rate_limit(app: &App<'_>, ip: &str) -> Result<(), Error> {
-    let Some(limit) = app.settings.rate_limit else {
+/// Counts one request from `ip` to an endpoint of `group` and fails with `RateLimited`
+/// when the window of the group's counter is full.
+pub fn check_rate_limit(app: &App<'_>, group: RateLimitGroup, ip: &str) -> Result<(), Error> {
+    let effective = app.settings.rate_limit_of(group);
+    let Some(limit) = effective.limit else {
         return Ok(());
     };
     let now = app.now();
     let seconds = i64::from(limit.seconds);
     let window = now.div_euclid(seconds);
     let window_end = (window + 1) * seconds;
-    let bucket = format!("ip:{ip}:{seconds}:{window}");
+    let bucket = match effective.counter {
+        RateLimitGroup::Default => format!("ip:{ip}:{seconds}:{window}"),
+        own => format!("ip:{}:{ip}:{seconds}:{window}", own.name()),
+    };
     let count = increment(app, &bucket, window_end, now)?;
     if count <= i64::from(limit.requests) {
         return Ok(());
@@ -50,7 +58,11 @@ pub fn check_rate_limit(app: &App<'_>, ip: &str) -> Result<(), Error> {
             audit::RATE_LIMITED,
             None,
             Some(ip),
-            json!({ "limit": "ip", "window_seconds": seconds }),
+            json!({
+                "limit": "ip",
+                "group": effective.counter.name(),
+                "window_seconds": seconds,
+            }),
         )])?;
     }
     Err(Error::RateLimited { retry_after })

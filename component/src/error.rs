@@ -46,6 +46,8 @@ pub enum Error {
     /// A spent refresh token was presented again; its session is now revoked.
     RefreshTokenReused,
     Forbidden,
+    /// A cookie-authenticated request whose `X-CSRF-Token` does not repeat the CSRF cookie.
+    CsrfFailed,
     NotFound,
     /// The email address is verified already.
     AlreadyVerified,
@@ -101,6 +103,7 @@ impl Error {
             Error::InvalidRefreshToken => "invalid_refresh_token",
             Error::RefreshTokenReused => "refresh_token_reused",
             Error::Forbidden => "forbidden",
+            Error::CsrfFailed => "csrf_failed",
             Error::NotFound => "not_found",
             Error::AlreadyVerified => "already_verified",
             Error::InvalidVerificationToken => "invalid_verification_token",
@@ -143,6 +146,7 @@ impl Error {
             Error::EmailNotVerified
             | Error::AccountDisabled
             | Error::Forbidden
+            | Error::CsrfFailed
             | Error::MfaRequired { .. } => 403,
             Error::RateLimited { .. } => 429,
             Error::NotFound => 404,
@@ -174,6 +178,7 @@ impl Error {
             Error::InvalidRefreshToken => "Invalid refresh token",
             Error::RefreshTokenReused => "Refresh token reused",
             Error::Forbidden => "Forbidden",
+            Error::CsrfFailed => "CSRF check failed",
             Error::NotFound => "Not found",
             Error::AlreadyVerified => "Already verified",
             Error::InvalidVerificationToken => "Invalid verification token",
@@ -220,6 +225,9 @@ impl Error {
                 "This refresh token was already used; its session has been revoked.".into()
             }
             Error::Forbidden => "You may not do this.".into(),
+            Error::CsrfFailed => {
+                "X-CSRF-Token must repeat the portcullis_csrf cookie's value.".into()
+            }
             Error::NotFound => "Nothing is here.".into(),
             Error::AlreadyVerified => "The email address is already verified.".into(),
             Error::InvalidVerificationToken => {

@@ -221,6 +221,35 @@ fn grant(
     })
 }
 
+/// Ends the session a refresh token belongs to (a browser's logout by its refresh
+/// cookie): the same revocation and `logout` audit event as a logout by bearer token. A
+/// token spent already still names its session, which ends all the same; an unknown or
+/// dead one is `InvalidRefreshToken`.
+pub fn end_session(app: &App<'_>, token: &str, client: &Client) -> Result<(), Error> {
+    if token.is_empty() || token.len() > MAX_REFRESH_TOKEN_LENGTH {
+        return Err(Error::InvalidRefreshToken);
+    }
+    let presented = find(app, token, app.now())?
+        .filter(|presented| presented.live)
+        .ok_or(Error::InvalidRefreshToken)?;
+    app.db.batch(vec![
+        sessions::revoke_one(
+            app,
+            &presented.user_id,
+            &presented.session_id,
+            Revocation::Logout,
+        ),
+        audit::record(
+            app,
+            audit::LOGOUT,
+            Some(&presented.user_id),
+            client.ip_address.as_deref(),
+            json!({ "session_id": presented.session_id }),
+        ),
+    ])?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +314,26 @@ mod tests {
         assert_eq!(
             refresh(&app, &first.refresh_token, &Client::default()),
             Err(Error::RefreshTokenReused)
+        );
+    }
+
+    #[test]
+    fn ending_a_session_by_its_refresh_token_revokes_it_once() {
+        let harness = Harness::new(&[]);
+        let app = harness.app();
+        let first = signed_up(&harness);
+        end_session(&app, &first.refresh_token, &Client::default()).unwrap();
+        assert_eq!(
+            verify_access_token(&app, &first.access_token),
+            Err(Error::InvalidToken)
+        );
+        assert_eq!(
+            end_session(&app, &first.refresh_token, &Client::default()),
+            Err(Error::InvalidRefreshToken)
+        );
+        assert_eq!(
+            end_session(&app, "nonsense", &Client::default()),
+            Err(Error::InvalidRefreshToken)
         );
     }
 

@@ -27,12 +27,18 @@ pub const KEYS: &[&str] = &[
     "password_min_length",
     "require_email_verification",
     "rate_limit",
+    "rate_limit_login",
+    "rate_limit_register",
+    "rate_limit_password",
+    "rate_limit_email",
     "login_throttle",
     "max_body_bytes",
     "listen",
     "public_url",
     "trusted_proxies",
     "cors_origins",
+    "cookie_sessions",
+    "cookie_secure",
     "session_retention",
     "audit_retention_days",
     "mfa_issuer",
@@ -82,6 +88,60 @@ pub struct RateLimit {
     pub seconds: u32,
 }
 
+/// The endpoint groups that may have a rate limit of their own (`rate_limit_<group>`);
+/// the other rate-limited endpoints share `rate_limit`'s counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimitGroup {
+    /// `rate_limit`: every rate-limited endpoint of no group below, or of a group
+    /// without a setting of its own.
+    Default,
+    /// Login, the OAuth2 token endpoint and the second factor.
+    Login,
+    Register,
+    /// Forgotten-password mails and resets.
+    Password,
+    /// Verification mails and verifications.
+    Email,
+}
+
+impl RateLimitGroup {
+    /// The groups with a setting of their own.
+    pub const OWN: [RateLimitGroup; 4] = [
+        RateLimitGroup::Login,
+        RateLimitGroup::Register,
+        RateLimitGroup::Password,
+        RateLimitGroup::Email,
+    ];
+
+    /// The group's name: its setting's suffix and its counter's key.
+    pub fn name(self) -> &'static str {
+        match self {
+            RateLimitGroup::Default => "default",
+            RateLimitGroup::Login => "login",
+            RateLimitGroup::Register => "register",
+            RateLimitGroup::Password => "password",
+            RateLimitGroup::Email => "email",
+        }
+    }
+}
+
+/// A group's own rate limit: unset (the group shares `rate_limit`'s counter), `off`, or
+/// a budget counted for the group alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupRateLimit {
+    Shared,
+    Own(Option<RateLimit>),
+}
+
+/// The rate limit that applies to a group, and whether it has its own counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EffectiveRateLimit {
+    /// `None`: not limited.
+    pub limit: Option<RateLimit>,
+    /// The group whose counter the requests count on.
+    pub counter: RateLimitGroup,
+}
+
 /// Every setting the component uses, validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -101,6 +161,8 @@ pub struct Settings {
     pub password_min_length: usize,
     pub require_email_verification: bool,
     pub rate_limit: Option<RateLimit>,
+    /// The groups' own limits, in [`RateLimitGroup::OWN`]'s order.
+    pub group_rate_limits: [GroupRateLimit; 4],
     pub login_throttle: u32,
     pub max_body_bytes: usize,
     /// Base of the links in mails, without a trailing `/`.
@@ -109,6 +171,11 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Origins allowed to call the API from a browser (CORS); `*` allows any.
     pub cors_origins: Vec<String>,
+    /// Whether `X-Portcullis-Session: cookie` asks for a browser session with cookies.
+    pub cookie_sessions: bool,
+    /// Whether the session cookies carry `Secure` (by default when `public_url` is
+    /// https).
+    pub cookie_secure: bool,
     /// Seconds an ended session (and its refresh tokens) is kept; 0: until the next
     /// retention round (`crate::retention`).
     pub session_retention: u32,
@@ -121,6 +188,26 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The rate limit of an endpoint group: its own when it has a setting, else
+    /// `rate_limit` on the shared counter.
+    pub fn rate_limit_of(&self, group: RateLimitGroup) -> EffectiveRateLimit {
+        let own = RateLimitGroup::OWN
+            .iter()
+            .zip(self.group_rate_limits)
+            .find(|(candidate, _)| **candidate == group)
+            .map(|(_, limit)| limit);
+        match own {
+            Some(GroupRateLimit::Own(limit)) => EffectiveRateLimit {
+                limit,
+                counter: group,
+            },
+            Some(GroupRateLimit::Shared) | None => EffectiveRateLimit {
+                limit: self.rate_limit,
+                counter: RateLimitGroup::Default,
+            },
+        }
+    }
+
     /// Reads and checks every setting through `lookup` (key → value). Returns all the
     /// problems at once, one line per bad setting.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, Vec<String>> {
@@ -130,6 +217,7 @@ impl Settings {
         };
         let jwt_secret = reader.jwt_secret();
         let jwt_algorithm = reader.jwt_algorithm();
+        let public_url = reader.public_url();
         let settings = Settings {
             jwt_secret,
             jwt_algorithm,
@@ -145,13 +233,18 @@ impl Settings {
             password_policy: reader.password_policy(),
             password_min_length: reader.number("password_min_length", 8, 8, 128) as usize,
             require_email_verification: reader.boolean("require_email_verification", false),
-            rate_limit: reader.rate_limit(),
+            rate_limit: reader.rate_limit("rate_limit"),
+            group_rate_limits: RateLimitGroup::OWN.map(|group| reader.group_rate_limit(group)),
             login_throttle: reader.number("login_throttle", 5, 0, 1_000),
             max_body_bytes: reader.number("max_body_bytes", 10_240, 64, MAX_BODY_HARD_CAP as u32)
                 as usize,
-            public_url: reader.public_url(),
             trusted_proxies: reader.trusted_proxies(),
             cors_origins: reader.list("cors_origins"),
+            cookie_sessions: reader.boolean("cookie_sessions", false),
+            cookie_secure: reader
+                .optional_boolean("cookie_secure")
+                .unwrap_or(public_url.starts_with("https://")),
+            public_url,
             session_retention: reader.number("session_retention", 604_800, 0, 315_360_000),
             audit_retention_days: reader.number("audit_retention_days", 365, 0, 36_500),
             mfa_issuer: reader.mfa_issuer(),
@@ -237,6 +330,12 @@ impl Reader<'_> {
                 default
             }
         }
+    }
+
+    /// A boolean that may be left unset, or empty (a Spin variable's default).
+    fn optional_boolean(&mut self, key: &str) -> Option<bool> {
+        let set = self.raw(key).is_some_and(|value| !value.is_empty());
+        set.then(|| self.boolean(key, false))
     }
 
     fn jwt_secret(&mut self) -> Vec<u8> {
@@ -371,8 +470,19 @@ impl Reader<'_> {
         }
     }
 
-    fn rate_limit(&mut self) -> Option<RateLimit> {
-        let value = self.raw("rate_limit").unwrap_or_else(|| "10/60".into());
+    /// A group's `rate_limit_<group>`: unset or empty (a Spin variable's default) shares
+    /// `rate_limit`.
+    fn group_rate_limit(&mut self, group: RateLimitGroup) -> GroupRateLimit {
+        let key = format!("rate_limit_{}", group.name());
+        match self.raw(&key) {
+            Some(value) if !value.is_empty() => GroupRateLimit::Own(self.rate_limit(&key)),
+            _ => GroupRateLimit::Shared,
+        }
+    }
+
+    /// `N/S` (N requests per S seconds) or `off`; `rate_limit` defaults to 10/60.
+    fn rate_limit(&mut self, key: &str) -> Option<RateLimit> {
+        let value = self.raw(key).unwrap_or_else(|| "10/60".into());
         if value.eq_ignore_ascii_case("off") {
             return None;
         }
@@ -384,7 +494,7 @@ impl Reader<'_> {
         });
         if parsed.is_none() {
             self.complain(
-                "rate_limit",
+                key,
                 format!("expected N/S (N requests per S seconds) or off, got {value:?}"),
             );
         }
@@ -533,5 +643,53 @@ mod tests {
     #[test]
     fn rate_limit_can_be_turned_off() {
         assert_eq!(parse(&[("rate_limit", "off")]).unwrap().rate_limit, None);
+    }
+
+    #[test]
+    fn groups_without_a_limit_of_their_own_share_the_default_counter() {
+        let settings = parse(&[("rate_limit", "7/30"), ("rate_limit_login", "3/60")]).unwrap();
+        let default = Some(RateLimit {
+            requests: 7,
+            seconds: 30,
+        });
+        for group in [RateLimitGroup::Default, RateLimitGroup::Register] {
+            assert_eq!(
+                settings.rate_limit_of(group),
+                EffectiveRateLimit {
+                    limit: default,
+                    counter: RateLimitGroup::Default
+                }
+            );
+        }
+        assert_eq!(
+            settings.rate_limit_of(RateLimitGroup::Login),
+            EffectiveRateLimit {
+                limit: Some(RateLimit {
+                    requests: 3,
+                    seconds: 60
+                }),
+                counter: RateLimitGroup::Login
+            }
+        );
+        let unset = parse(&[("rate_limit_login", ""), ("cookie_secure", "")]).unwrap();
+        assert_eq!(
+            unset.rate_limit_of(RateLimitGroup::Login).counter,
+            RateLimitGroup::Default
+        );
+        assert!(!unset.cookie_secure);
+        let off = parse(&[("rate_limit_email", "off")]).unwrap();
+        assert_eq!(off.rate_limit_of(RateLimitGroup::Email).limit, None);
+        let problems = parse(&[("rate_limit_password", "5")]).unwrap_err();
+        assert!(problems[0].starts_with("PORTCULLIS_RATE_LIMIT_PASSWORD:"));
+    }
+
+    #[test]
+    fn cookies_are_secure_behind_an_https_public_url_unless_overridden() {
+        assert!(!parse(&[]).unwrap().cookie_secure);
+        let https = [("public_url", "https://auth.example.com")];
+        assert!(parse(&https).unwrap().cookie_secure);
+        let overridden = [https[0], ("cookie_secure", "false")];
+        assert!(!parse(&overridden).unwrap().cookie_secure);
+        assert!(!parse(&[]).unwrap().cookie_sessions);
     }
 }

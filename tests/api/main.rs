@@ -66,7 +66,9 @@ mod support;
 mod account;
 mod admin;
 mod audit;
+mod browser;
 mod conventions;
+mod cookies;
 mod eviction;
 mod forged_tokens;
 mod health;
@@ -78,6 +80,7 @@ mod mfa;
 mod observability;
 mod openapi;
 mod outage;
+mod rate_limits;
 mod register;
 mod retention;
 mod revocation;
@@ -97,7 +100,9 @@ const MODULES: &[Module] = &[
     ("account", account::tests),
     ("admin", admin::tests),
     ("audit", audit::tests),
+    ("browser", browser::tests),
     ("conventions", conventions::tests),
+    ("cookies", cookies::tests),
     ("eviction", eviction::tests),
     ("forged_tokens", forged_tokens::tests),
     ("health", health::tests),
@@ -109,6 +114,7 @@ const MODULES: &[Module] = &[
     ("observability", observability::tests),
     ("openapi", openapi::tests),
     ("outage", outage::tests),
+    ("rate_limits", rate_limits::tests),
     ("register", register::tests),
     ("retention", retention::tests),
     ("revocation", revocation::tests),
@@ -124,6 +130,21 @@ const MODULES: &[Module] = &[
 /// Modules (`module`) or tests (`module::test`) that cannot run on a setup, and why:
 /// their trials are ignored there.
 const NOT_APPLICABLE: &[(&str, Setup, &str)] = &[
+    (
+        "browser",
+        Setup::POSTGRES,
+        "one real browser run, on SQLite: the database changes nothing the browser sees",
+    ),
+    (
+        "browser",
+        Setup::MYSQL,
+        "one real browser run, on SQLite: the database changes nothing the browser sees",
+    ),
+    (
+        "browser",
+        Setup::SPIN_POSTGRES,
+        "one real browser run, on SQLite: the database changes nothing the browser sees",
+    ),
     (
         "outage",
         Setup::SQLITE,

@@ -5,8 +5,8 @@ use super::model::{
     Accepted, AdminUserChange, AuditPage, ChangePasswordRequest, DeleteAccountRequest, EmailRules,
     ForgotPasswordRequest, Health, HealthProblem, ImportReport, Jwks, LoginRequest, MobileRules,
     OAuthError, OAuthMfaRequired, OAuthToken, PasswordRules, Problem, ProfileUpdate,
-    RefreshRequest, RegisterRequest, Registered, ResetPasswordRequest, SessionList, SessionRules,
-    TokenForm, TokenInfo, TokenResponse, TokenRules, User, UserPage, UsernameRules,
+    RateLimitRules, RefreshRequest, RegisterRequest, Registered, ResetPasswordRequest, SessionList,
+    SessionRules, TokenForm, TokenInfo, TokenResponse, TokenRules, User, UserPage, UsernameRules,
     ValidationRules, VerifyEmailRequest,
 };
 use super::oauth;
@@ -169,9 +169,11 @@ pub fn validation_rules(context: &Context<'_>) -> Result<Response, Error> {
                 crate::settings::SessionLimitPolicy::EvictOldest => "evict_oldest",
                 crate::settings::SessionLimitPolicy::Reject => "reject",
             },
+            cookie_sessions: settings.cookie_sessions,
         },
         require_email_verification: settings.require_email_verification,
         max_body_bytes: settings.max_body_bytes,
+        rate_limits: RateLimitRules::from(settings),
     };
     Ok(Response::json(200, &body))
 }

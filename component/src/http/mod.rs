@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 mod body;
+mod cookies;
 mod cors;
 mod docs;
 mod handlers;

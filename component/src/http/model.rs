@@ -11,6 +11,7 @@ use crate::admin::AuditEvent as AuditRecord;
 use crate::error::{Error, FieldError as DomainFieldError};
 use crate::import::Report;
 use crate::sessions::{Grant, SessionView};
+use crate::settings::{RateLimitGroup, Settings};
 use crate::users::PublicUser;
 
 /// An RFC 9457 problem (`application/problem+json`).
@@ -453,6 +454,53 @@ pub struct ValidationRules {
     pub sessions: SessionRules,
     pub require_email_verification: bool,
     pub max_body_bytes: usize,
+    pub rate_limits: RateLimitRules,
+}
+
+/// The per-client-IP limits of the `POST /api/v1/auth/*` endpoints in force, by
+/// endpoint group; `null`: not limited.
+#[derive(Serialize, ToSchema)]
+pub struct RateLimitRules {
+    /// `PORTCULLIS_RATE_LIMIT`: every endpoint of no group with a limit of its own.
+    pub default: Option<RateLimitRule>,
+    /// Login, `/auth/token` and `/auth/mfa/verify`.
+    pub login: Option<RateLimitRule>,
+    pub register: Option<RateLimitRule>,
+    /// `password/forgot`, `password/reset` and the `/reset-password` form.
+    pub password: Option<RateLimitRule>,
+    /// `email/verify-request`, `email/verify` and the `/verify-email` form.
+    pub email: Option<RateLimitRule>,
+}
+
+/// One group's limit: `requests` per `seconds` from one client IP.
+#[derive(Serialize, ToSchema)]
+pub struct RateLimitRule {
+    pub requests: u32,
+    pub seconds: u32,
+    /// The group whose counter these requests count on: the group's own, or `default`
+    /// (shared by every group without a limit of its own).
+    #[schema(pattern = "^(default|login|register|password|email)$")]
+    pub counter: &'static str,
+}
+
+impl From<&Settings> for RateLimitRules {
+    fn from(settings: &Settings) -> Self {
+        let rule = |group: RateLimitGroup| {
+            let effective = settings.rate_limit_of(group);
+            effective.limit.map(|limit| RateLimitRule {
+                requests: limit.requests,
+                seconds: limit.seconds,
+                counter: effective.counter.name(),
+            })
+        };
+        RateLimitRules {
+            default: rule(RateLimitGroup::Default),
+            login: rule(RateLimitGroup::Login),
+            register: rule(RateLimitGroup::Register),
+            password: rule(RateLimitGroup::Password),
+            email: rule(RateLimitGroup::Email),
+        }
+    }
 }
 
 /// Rules of `username`.
@@ -521,6 +569,8 @@ pub struct SessionRules {
     pub max_sessions: u32,
     #[schema(pattern = "^(evict_oldest|reject)$")]
     pub limit_policy: &'static str,
+    /// Whether browser sessions with cookies (`X-Portcullis-Session: cookie`) are on.
+    pub cookie_sessions: bool,
 }
 
 /// `POST /api/v1/auth/register`

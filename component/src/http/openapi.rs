@@ -8,9 +8,11 @@
 use utoipa::OpenApi;
 use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, PathItem, Paths};
+use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{
-    Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityRequirement,
-    SecurityScheme,
+    ApiKey, ApiKeyValue, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes,
+    SecurityRequirement, SecurityScheme,
 };
 use utoipa::openapi::{
     Content, ContentBuilder, InfoBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder,
@@ -28,7 +30,7 @@ use super::model::{
 };
 use super::pages::{ResetPasswordForm, VerifyEmailForm};
 use super::problem::PROBLEM_JSON;
-use super::{Response, router};
+use super::{Response, cookies, router};
 use crate::error::Error;
 
 /// The OpenAPI description of one endpoint, as its `#[utoipa::path]` gives it.
@@ -153,6 +155,7 @@ pub fn document() -> Result<Document, Error> {
     if let Some(components) = document.components.as_mut() {
         components.add_security_scheme("bearer", bearer("JWT", "An access token."));
         components.add_security_scheme("oauth2", oauth2());
+        components.add_security_scheme(REFRESH_COOKIE_SCHEME, refresh_cookie());
         components.add_security_scheme(
             "metrics_token",
             bearer("token", "`PORTCULLIS_METRICS_TOKEN`."),
@@ -194,6 +197,79 @@ fn oauth2() -> SecurityScheme {
         [Flow::Password(flow)],
         "Log in with a username (or email, or mobile number) and password.",
     ))
+}
+
+/// The security scheme of the refresh cookie (cookie sessions).
+const REFRESH_COOKIE_SCHEME: &str = "refresh_cookie";
+
+/// The refresh cookie of a browser session, with the CSRF header it needs.
+fn refresh_cookie() -> SecurityScheme {
+    SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+        cookies::REFRESH_COOKIE,
+        "Cookie sessions (`PORTCULLIS_COOKIE_SESSIONS`): the HttpOnly refresh cookie a \
+         login with `X-Portcullis-Session: cookie` set. Requests it authenticates must \
+         repeat the `portcullis_csrf` cookie in `X-CSRF-Token` (else 403 `csrf_failed`).",
+    )))
+}
+
+/// A header parameter of type string, not required.
+fn header_parameter(name: &str, description: &str) -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .description(Some(description))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
+/// Adds the headers, the cookie alternative and the `csrf_failed` answer of cookie
+/// sessions to the endpoints that take part in them.
+fn with_cookie_sessions(mut operation: Operation, pattern: &str) -> Operation {
+    let mut parameters = Vec::new();
+    if cookies::TOKEN_ENDPOINTS.contains(&pattern) {
+        parameters.push(header_parameter(
+            "X-Portcullis-Session",
+            "`cookie`: with `PORTCULLIS_COOKIE_SESSIONS`, the refresh token goes into the \
+             HttpOnly `portcullis_refresh` cookie instead of the body, and a \
+             `portcullis_csrf` cookie is set for `X-CSRF-Token`.",
+        ));
+    }
+    if cookies::COOKIE_AUTHENTICATED.contains(&pattern) {
+        parameters.push(header_parameter(
+            "X-CSRF-Token",
+            "The `portcullis_csrf` cookie's value, when the refresh cookie authenticates \
+             the request (a refresh with an empty body or `{}`, a logout without a bearer \
+             token).",
+        ));
+        operation
+            .security
+            .get_or_insert_with(|| vec![SecurityRequirement::default()])
+            .push(SecurityRequirement::new(
+                REFRESH_COOKIE_SCHEME,
+                Vec::<String>::new(),
+            ));
+        let csrf_failed = "`csrf_failed`: authenticated by the refresh cookie, but \
+                           `X-CSRF-Token` is missing or not the `portcullis_csrf` cookie's \
+                           value.";
+        let forbidden = operation
+            .responses
+            .responses
+            .entry("403".to_string())
+            .or_insert_with(|| ResponseBuilder::new().into());
+        if let RefOr::T(response) = forbidden {
+            response.description = match response.description.as_str() {
+                "" => csrf_failed.to_string(),
+                other => format!("{other} Or {csrf_failed}"),
+            };
+        }
+    }
+    if !parameters.is_empty() {
+        operation
+            .parameters
+            .get_or_insert_with(Vec::new)
+            .extend(parameters);
+    }
+    operation
 }
 
 /// Adds to `operation` the answers that every endpoint of its kind can give.
@@ -251,6 +327,7 @@ fn complete(mut operation: Operation, pattern: &str, method: &str) -> Operation 
                 serde_json::Value::Bool(true),
             );
     }
+    let mut operation = with_cookie_sessions(operation, pattern);
     let responses = &mut operation.responses.responses;
     for (status, description) in common {
         responses

@@ -9,12 +9,12 @@ use super::handlers::{self, Context};
 use super::openapi::{Describe, described};
 use super::problem::problem;
 use super::{Request, Response};
-use super::{cors, docs, mfa, openapi, pages};
+use super::{cookies, cors, docs, mfa, openapi, pages};
 use crate::abuse;
 use crate::app::App;
 use crate::error::Error;
 use crate::import;
-use crate::settings::Settings;
+use crate::settings::{RateLimitGroup, Settings};
 
 type Handler = fn(&Context<'_>) -> Result<Response, Error>;
 
@@ -355,6 +355,30 @@ const RATE_LIMITED_PREFIX: &str = "/api/v1/auth/";
 /// `/auth/password/reset` and count against the same limit (API.md §11).
 const RATE_LIMITED_PAGES: [&str; 2] = ["/verify-email", "/reset-password"];
 
+/// The endpoints of the rate-limit groups that may have limits of their own
+/// (`PORTCULLIS_RATE_LIMIT_<GROUP>`); the form posts of the mailed links' pages belong to
+/// the group of the endpoint they stand for.
+const RATE_LIMIT_GROUPS: [(&str, RateLimitGroup); 10] = [
+    ("/api/v1/auth/login", RateLimitGroup::Login),
+    ("/api/v1/auth/token", RateLimitGroup::Login),
+    ("/api/v1/auth/mfa/verify", RateLimitGroup::Login),
+    ("/api/v1/auth/register", RateLimitGroup::Register),
+    ("/api/v1/auth/password/forgot", RateLimitGroup::Password),
+    ("/api/v1/auth/password/reset", RateLimitGroup::Password),
+    ("/reset-password", RateLimitGroup::Password),
+    ("/api/v1/auth/email/verify-request", RateLimitGroup::Email),
+    ("/api/v1/auth/email/verify", RateLimitGroup::Email),
+    ("/verify-email", RateLimitGroup::Email),
+];
+
+/// The rate-limit group of a rate-limited path.
+fn rate_limit_group(path: &str) -> RateLimitGroup {
+    RATE_LIMIT_GROUPS
+        .iter()
+        .find(|(group_path, _)| *group_path == path)
+        .map_or(RateLimitGroup::Default, |(_, group)| *group)
+}
+
 /// The endpoints whose requests may hash a password with Argon2id (tens of milliseconds
 /// of CPU each, and ~19 MiB of memory while it runs). `/openapi.json` marks them with
 /// [`HASHES_PASSWORD`] so that a host can admit them a few at a time (the native host
@@ -420,7 +444,8 @@ fn route(app: &App<'_>, request: &Request) -> Result<Response, Error> {
     }
     if is_rate_limited(&request.method, &request.path) {
         let ip = request.client_ip(&app.settings.trusted_proxies);
-        abuse::check_rate_limit(app, ip.as_deref().unwrap_or("unknown"))?;
+        let group = rate_limit_group(&request.path);
+        abuse::check_rate_limit(app, group, ip.as_deref().unwrap_or("unknown"))?;
     }
     let handler = route
         .methods
@@ -428,11 +453,12 @@ fn route(app: &App<'_>, request: &Request) -> Result<Response, Error> {
         .find(|(method, _, _)| *method == request.method)
         .map(|(_, handler, _)| *handler)
         .ok_or(Error::MethodNotAllowed { allow: route.allow })?;
-    handler(&Context {
+    let context = Context {
         app,
         request,
         params,
-    })
+    };
+    cookies::around(&context, handler)
 }
 
 /// The values of the `{…}` segments when `path` matches `pattern`.
