@@ -226,6 +226,25 @@ api_tests! {
         json_body(fresh, 200);
     }
 
+    /// The second step of a login with two factors opens its session in cookies too.
+    fn mfa_verify_with_the_header_opens_a_cookie_session() {
+        let app = cookie_app(&[]);
+        let (user, token, _) = app.registered_user();
+        let (_, recovery_codes) = crate::mfa::enable(&app, &user, &token);
+        let ticket = crate::mfa::mfa_token(&app, &user);
+        let resp = app
+            .request(Method::POST, "/api/v1/auth/mfa/verify")
+            .header("X-Portcullis-Session", "cookie")
+            .json(&json!({"mfa_token": ticket, "code": recovery_codes[0]}))
+            .send()
+            .expect("mfa/verify");
+        let mut jar = Jar::default();
+        jar.take(&resp);
+        assert_works(&app, &assert_cookie_token_response(&json_body(resp, 200)));
+        let body = refresh_by_cookie(&app, &mut jar);
+        assert_works(&app, &assert_cookie_token_response(&body));
+    }
+
     /// Without the header nothing changes: no cookie, the token in the body.
     fn without_the_header_the_answer_is_as_always() {
         let app = cookie_app(&[]);

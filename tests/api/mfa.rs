@@ -85,7 +85,7 @@ fn enrol(app: &TestApp, user: &TestUser, token: &str) -> Value {
 
 /// Enrols and confirms with the current step's code; returns the secret and the
 /// recovery codes. The next step's code is then the one code a login can use.
-fn enable(app: &TestApp, user: &TestUser, token: &str) -> (String, Vec<String>) {
+pub fn enable(app: &TestApp, user: &TestUser, token: &str) -> (String, Vec<String>) {
     let secret = enrol(app, user, token)["secret"]
         .as_str()
         .expect("secret")
@@ -113,7 +113,7 @@ fn recovery_codes(body: &Value) -> Vec<String> {
 }
 
 /// Logs in with the password and insists on 403 `mfa_required`; returns the `mfa_token`.
-fn mfa_token(app: &TestApp, user: &TestUser) -> String {
+pub fn mfa_token(app: &TestApp, user: &TestUser) -> String {
     let body = assert_problem(
         app.login(&user.username, &user.password),
         403,

@@ -25,6 +25,7 @@ const REFRESH: &str = "/api/v1/auth/refresh";
 const FORGOT: &str = "/api/v1/auth/password/forgot";
 const RESET: &str = "/api/v1/auth/password/reset";
 const VERIFY_EMAIL: &str = "/api/v1/auth/email/verify";
+const MFA_VERIFY: &str = "/api/v1/auth/mfa/verify";
 
 /// Windows of an hour: no test straddles more than one window boundary, and a test
 /// that starts just before one waits for it (see [`fresh_window`]).
@@ -148,6 +149,21 @@ api_tests! {
         let other = unique_ip();
         assert_counted(login(&app, &other), "another client's login");
         assert_counted(refresh(&app, &other), "another client's refresh");
+    }
+
+    /// The second step of a login counts with the logins.
+    fn mfa_verify_counts_in_the_login_group() {
+        let app = app_with(&[
+            ("PORTCULLIS_RATE_LIMIT", "off"),
+            ("PORTCULLIS_RATE_LIMIT_LOGIN", "2/3600"),
+        ]);
+        fresh_window();
+        let ip = unique_ip();
+        let verify = json!({"mfa_token": "unknown", "code": "123456"});
+        assert_counted(post_from(&app, &ip, MFA_VERIFY, &verify), "mfa/verify");
+        assert_counted(login(&app, &ip), "login");
+        assert_limited(post_from(&app, &ip, MFA_VERIFY, &verify), "mfa/verify again");
+        assert_limited(login(&app, &ip), "login again");
     }
 
     /// The register, password and email groups each count on their own; the
