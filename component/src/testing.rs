@@ -136,6 +136,20 @@ impl Store for MemoryStore {
     }
 }
 
+/// `len` deterministic but never repeating bytes (splitmix64 over `counter`, which
+/// advances by one per byte): the randomness of tests and fuzz targets.
+pub fn deterministic_bytes(counter: &Cell<u64>, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            let next = counter.get().wrapping_add(1);
+            counter.set(next);
+            let mut z = next.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            (z ^ (z >> 27)) as u8
+        })
+        .collect()
+}
+
 /// A clock the test moves and deterministic (but never repeating) random bytes.
 pub struct TestEnv {
     pub now_millis: Cell<i64>,
@@ -161,16 +175,7 @@ impl Env for TestEnv {
     }
 
     fn random_bytes(&self, len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                let next = self.counter.get().wrapping_add(1);
-                self.counter.set(next);
-                // splitmix64: distinct, well-spread bytes
-                let mut z = next.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                (z ^ (z >> 27)) as u8
-            })
-            .collect()
+        deterministic_bytes(&self.counter, len)
     }
 
     /// The kernel the native host runs (`hasher/`), called directly.

@@ -19,7 +19,7 @@ use portcullis_component::http::{Body, Request, Response};
 use portcullis_component::ports::{Argon2Params, Argon2Variant, Env, Store};
 use portcullis_component::sessions::{self, Client};
 use portcullis_component::settings::Settings;
-use portcullis_component::testing::MemoryStore;
+use portcullis_component::testing::{self, MemoryStore};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -67,16 +67,7 @@ impl Env for FuzzEnv {
     }
 
     fn random_bytes(&self, len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                let next = self.counter.get().wrapping_add(1);
-                self.counter.set(next);
-                // splitmix64: distinct, well-spread bytes
-                let mut z = next.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                (z ^ (z >> 27)) as u8
-            })
-            .collect()
+        testing::deterministic_bytes(&self.counter, len)
     }
 
     fn argon2(
