@@ -225,7 +225,7 @@ fn login_from(app: &TestApp, forwarded_for: Option<&str>, login: &str, password:
 }
 
 /// A fresh client IP in 10.0.0.0/8 for this test.
-fn unique_ip() -> String {
+pub(crate) fn unique_ip() -> String {
     let n = u32::from_str_radix(&unique_suffix()[..5], 36).unwrap_or(1);
     format!(
         "10.{}.{}.{}",

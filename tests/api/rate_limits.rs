@@ -13,10 +13,9 @@ use reqwest::Method;
 use reqwest::blocking::Response;
 use serde_json::{Value, json};
 
+use crate::admin::unique_ip;
 use crate::session_client::two_hosts;
-use crate::support::{
-    STRONG_PASSWORD, TestApp, assert_problem, header, json_body, unique_suffix, unique_user,
-};
+use crate::support::{STRONG_PASSWORD, TestApp, assert_problem, header, json_body, unique_user};
 
 const LOGIN: &str = "/api/v1/auth/login";
 const TOKEN: &str = "/api/v1/auth/token";
@@ -36,17 +35,6 @@ fn app_with(limits: &[(&str, &str)]) -> TestApp {
     let mut settings = vec![("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1/32")];
     settings.extend_from_slice(limits);
     TestApp::spawn_with(&settings)
-}
-
-/// A fresh client address in 10.0.0.0/8 (distinct enough for one run).
-fn unique_ip() -> String {
-    let n = u32::from_str_radix(&unique_suffix()[..5], 36).unwrap_or(1);
-    format!(
-        "10.{}.{}.{}",
-        (n >> 16) & 0xff,
-        (n >> 8) & 0xff,
-        (n & 0xfe) + 1
-    )
 }
 
 /// Waits for the next window when fewer than 20 seconds of the current one are left.
