@@ -124,6 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }
+    raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -155,6 +156,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         .map(|()| ExitCode::SUCCESS)
     })
+}
+
+/// Raises the soft limit on open files to the hard limit, if it is lower: every client
+/// connection takes a file descriptor, and many systems start processes with a soft
+/// limit of 1024 (docs/reference.md, "Slow clients, idle connections and mail outages").
+fn raise_open_file_limit() {
+    match rlimit::Resource::NOFILE.get() {
+        Ok((soft, hard)) if soft < hard => match rlimit::increase_nofile_limit(hard) {
+            Ok(raised) => {
+                tracing::debug!(
+                    from = soft,
+                    to = raised,
+                    "raised the soft limit on open files"
+                )
+            }
+            Err(error) => tracing::warn!(%error, soft, "cannot raise the soft limit on open files"),
+        },
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot read the limit on open files"),
+    }
 }
 
 /// One line of standard input, without its line ending.

@@ -13,6 +13,14 @@
 //! which may hold tokens) and is counted in the [`Metrics`]. When
 //! `PORTCULLIS_METRICS_TOKEN` is set, the host answers `GET /metrics` itself; when it
 //! is not, `/metrics` goes to the component like any path (and gets its 404).
+//!
+//! Slow clients: hyper closes a connection that has not sent a complete request head
+//! within 30 s of being ready for one (a fresh connection, or a kept-alive one between
+//! requests: idle connections end after 30 s), and [`request_body`] reads each body
+//! before the request takes an instance slot or an admission turn, within 30 s; a body
+//! that does not arrive in time is answered 408 and its connection closed.
+
+mod request_body;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,8 +32,8 @@ use anyhow::Context as _;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{
-    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue,
-    REFERRER_POLICY, RETRY_AFTER, STRICT_TRANSPORT_SECURITY, WWW_AUTHENTICATE,
+    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HOST, HeaderMap, HeaderName,
+    HeaderValue, REFERRER_POLICY, RETRY_AFTER, STRICT_TRANSPORT_SECURITY, WWW_AUTHENTICATE,
     X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::server::conn::http1;
@@ -47,6 +55,7 @@ use crate::instances::Instances;
 use crate::metrics::{self, Metrics, Routes};
 use crate::request_id;
 use crate::settings::{HostSettings, MetricsToken};
+use request_body::Unread;
 
 /// The header that tells the component who the client is.
 const CLIENT_ADDR_HEADER: &str = "spin-client-addr";
@@ -242,8 +251,9 @@ fn serve_connection(
         let server = Arc::clone(&server);
         async move { Ok::<_, Infallible>(handle(&server, request, connection).await) }
     });
-    // The timer enables hyper's 30 s limit on reading a request's headers (slow clients
-    // cannot hold a connection open for free).
+    // The timer enables hyper's 30 s limit on reading a request's headers, which also
+    // ends a kept-alive connection that stays idle that long (slow or idle clients cannot
+    // hold a connection open for free).
     let http = http1::Builder::new()
         .keep_alive(true)
         .timer(TokioTimer::new())
@@ -296,7 +306,7 @@ async fn handle(
 /// a password: see `admission`).
 async fn answer(
     server: &Server,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
     connection: Connection,
     route: &str,
 ) -> Response<HyperOutgoingBody> {
@@ -304,6 +314,10 @@ async fn answer(
     if let Some(token) = observability.intercepts(request.uri().path()) {
         return metrics_answer(observability, token, &request);
     }
+    let mut request = match request_body::preread(request).await {
+        Ok(request) => request,
+        Err(unread) => return unread_body_problem(observability, unread),
+    };
     let turn = if observability.admission.hashes(request.method(), route) {
         match observability.admission.admit().await {
             Ok(turn) => Some(turn),
@@ -320,6 +334,29 @@ async fn answer(
             host_problem(observability, Problem::Internal)
         }
     }
+}
+
+/// The answer to a request whose body could not be read; the connection closes after it
+/// (the rest of the body may still come, or never).
+fn unread_body_problem(
+    observability: &Observability,
+    unread: Unread,
+) -> Response<HyperOutgoingBody> {
+    let problem = match unread {
+        Unread::TimedOut => {
+            tracing::info!(
+                "the request's body did not arrive within {} s",
+                request_body::BODY_TIMEOUT.as_secs()
+            );
+            Problem::BodyTimeout
+        }
+        Unread::Broken => Problem::BrokenBody,
+    };
+    let mut response = host_problem(observability, problem);
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// `GET /metrics` with the metrics token: the metrics; else the problem, as the
@@ -362,6 +399,9 @@ fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
         .then(|| token.trim_ascii())
 }
 
+// `Problem::BodyTimeout`'s detail says the bound in words.
+const _: () = assert!(request_body::BODY_TIMEOUT.as_secs() == 30);
+
 /// The problems the host answers itself, as the component words them (RFC 9457).
 #[derive(Clone, Copy)]
 enum Problem {
@@ -371,6 +411,10 @@ enum Problem {
     Internal,
     /// The queue of requests that hash a password is full.
     Busy,
+    /// The request's body did not arrive in time.
+    BodyTimeout,
+    /// The request's body could not be read to its end.
+    BrokenBody,
 }
 
 impl Problem {
@@ -407,6 +451,18 @@ impl Problem {
                 "Service unavailable",
                 "Too many password checks are waiting; retry in a moment.",
             ),
+            Self::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "Request timeout",
+                "The request's body did not arrive within 30 seconds.",
+            ),
+            Self::BrokenBody => (
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "Invalid body",
+                "The request's body could not be read to its end.",
+            ),
         }
     }
 
@@ -420,7 +476,7 @@ impl Problem {
             )),
             Self::MethodNotAllowed => Some((ALLOW, "GET")),
             Self::Busy => Some((RETRY_AFTER, "1")),
-            Self::Internal => None,
+            Self::Internal | Self::BodyTimeout | Self::BrokenBody => None,
         }
     }
 }

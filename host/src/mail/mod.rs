@@ -20,8 +20,10 @@ use smtp::SmtpMailer;
 use crate::api::Mail;
 use crate::settings::Rejected;
 
-/// How long one SMTP command may take; a whole send is bounded by [`delivery`] too.
-const SMTP_COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long connecting to the SMTP server may take. lettre's async transport applies its
+/// timeout to the connection only: a server that accepts and then says nothing is cut
+/// by [`delivery`]'s bound on the whole send (60 s).
+const SMTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where mails go.
 pub enum Mailer {
@@ -36,7 +38,7 @@ impl Mailer {
     pub fn new(settings: MailSettings) -> Result<Self, Rejected> {
         match settings.smtp {
             None => Ok(Mailer::Log),
-            Some(smtp) => SmtpMailer::new(smtp, settings.from, SMTP_COMMAND_TIMEOUT)
+            Some(smtp) => SmtpMailer::new(smtp, settings.from, SMTP_CONNECT_TIMEOUT)
                 .map(|smtp| Mailer::Smtp(Box::new(smtp)))
                 .map_err(|problem| Rejected::setting("smtp_url", problem)),
         }

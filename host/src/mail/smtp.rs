@@ -28,8 +28,9 @@ pub struct SmtpMailer {
 }
 
 impl SmtpMailer {
-    /// A transport for `smtp`; each SMTP command may take up to `timeout`. Fails only
-    /// when the TLS parameters cannot be made for the host.
+    /// A transport for `smtp`; connecting may take up to `timeout` (the async transport
+    /// bounds nothing else: the caller bounds the whole send). Fails only when the TLS
+    /// parameters cannot be made for the host.
     pub fn new(smtp: SmtpSettings, from: Mailbox, timeout: Duration) -> Result<Self, String> {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
             .port(smtp.port)
