@@ -73,7 +73,9 @@ BODIES = {
     "mfa_recovery": [{"code": "123456"}],
     "mfa_disable": [{"password": USER_PASSWORD, "code": "123456"},
                     {"password": USER_PASSWORD, "code": "abcd-efgh-ijkl-mnop"}],
-    "mfa_verify": [{"mfa_token": "no-such-token", "code": "123456", "device_name": "phone"}],
+    "mfa_verify": [{"mfa_token": "no-such-token", "code": "123456", "device_name": "phone"},
+                   {"mfa_token": "$MFA_TOKEN", "code": "$TOTP_CODE"},
+                   {"mfa_token": "$MFA_TOKEN", "code": "$RECOVERY_CODE", "device_name": "laptop"}],
     "admin_mfa_disable": [{}],
 }
 
@@ -199,6 +201,30 @@ def opaque_tokens():
     return seeds
 
 
+MFA_PASSWORD = "Tw0!Factor#Gate"
+# What the mfa target's first byte picks (fuzz/fuzz_targets/mfa.rs).
+MFA_VERIFY, MFA_REGENERATE, MFA_DISABLE, MFA_MATCHING_STEP = range(4)
+
+
+def mfa():
+    seeds = []
+    for code in ["$TOTP_CODE", "$RECOVERY_CODE", " $RECOVERY_CODE\t", "123456", "12345",
+                 "abcd-efgh-ijkm-nopq", ""]:
+        seeds.append(bytes([MFA_VERIFY]) + f"$MFA_TOKEN\n{code}".encode())
+        seeds.append(bytes([MFA_REGENERATE]) + code.encode())
+    seeds.append(bytes([MFA_VERIFY]) + b"$MFA_TOKENx\n$TOTP_CODE")
+    seeds.append(bytes([MFA_VERIFY]) + b"$USER_REFRESH\n$TOTP_CODE")
+    for password, code in [(MFA_PASSWORD, "$TOTP_CODE"), (MFA_PASSWORD, "$RECOVERY_CODE"),
+                           ("wrong", "$TOTP_CODE"), (MFA_PASSWORD, "000000")]:
+        seeds.append(bytes([MFA_DISABLE]) + f"{password}\n{code}".encode())
+    # RFC 6238's SHA-1 secret at T = 59 (code 287082 of step 1), and near the clock's ends.
+    for now, last, code in [(59, 0, b"287082"), (59, 1, b"287082"), (-31, -5, b"000000"),
+                            (2**63 - 1, 0, b"123456"), (-2**63, -2**63, b"12345")]:
+        seeds.append(bytes([MFA_MATCHING_STEP]) + struct.pack("<qq", now, last)
+                     + bytes([len(code)]) + code + b"12345678901234567890")
+    return seeds
+
+
 def write(target, seeds):
     folder = os.path.join(ROOT, target)
     os.makedirs(folder, exist_ok=True)
@@ -215,6 +241,7 @@ def main():
     write("json_bodies", json_bodies())
     write("token_form", [form.encode() for form in FORMS])
     write("opaque_tokens", opaque_tokens())
+    write("mfa", mfa())
     write("import_lines", [ndjson(IMPORT_LINES).encode(),
                            ndjson(IMPORT_LINES[:2]).encode() + b"\r\n\n{\"username\":1}\n[]\n"])
     # access_token, validation, settings and imported_hash take `arbitrary` inputs:

@@ -1,6 +1,7 @@
 //! What the fuzz targets share: a populated world (the component's in-memory SQLite
 //! store with the real migrations, a test clock, the settings, a user and an admin signed
-//! in, live verification and reset tokens), in which each execution runs inside a
+//! in, live verification and reset tokens, a third user with two-factor authentication on
+//! and a login of it waiting for its second step), in which each execution runs inside a
 //! transaction rolled back afterwards ([`in_world`]); and a request format the seeds are
 //! written in (an HTTP/1.1-like text whose `$PLACEHOLDERS` stand for the world's tokens).
 //!
@@ -15,7 +16,9 @@ use portcullis_component::admin;
 use portcullis_component::app::App;
 use portcullis_component::auth::{self, Registered, Registration};
 use portcullis_component::db::Db;
+use portcullis_component::error::Error;
 use portcullis_component::http::{Body, Request, Response};
+use portcullis_component::mfa::{self, totp};
 use portcullis_component::ports::{Argon2Params, Argon2Variant, Env, Store};
 use portcullis_component::sessions::{self, Client};
 use portcullis_component::settings::Settings;
@@ -120,6 +123,8 @@ pub const CLIENT_ADDR: &str = "203.0.113.7:5555";
 pub const USER: (&str, &str, &str) = ("fuzz_user", "fuzz@example.com", "Tr1cky!Horse#42");
 /// The admin's identity.
 pub const ADMIN: (&str, &str, &str) = ("fuzz_admin", "admin@example.com", "Adm1n!Horse#42");
+/// The identity of the user with two-factor authentication on.
+pub const MFA_USER: (&str, &str, &str) = ("fuzz_mfa", "mfa@example.com", "Tw0!Factor#Gate");
 
 /// Settings with the fuzzing secret and the given overrides (`None` when they are bad).
 pub fn settings(overrides: &[(String, String)]) -> Option<Settings> {
@@ -152,6 +157,17 @@ pub struct Fixtures {
     pub admin_access: Option<String>,
     pub verify_token: Option<String>,
     pub reset_token: Option<String>,
+    /// The two-factor user's access token (a session opened before MFA was turned on).
+    pub mfa_access: Option<String>,
+    /// The `mfa_token` of the two-factor user's login waiting for its second step.
+    pub mfa_token: Option<String>,
+    /// The one TOTP code the service accepts now: the next step's (the current step's
+    /// code was spent by the enrolment's confirmation, and a spent step never wins).
+    pub totp_code: Option<String>,
+    /// The two-factor user's TOTP secret.
+    pub mfa_secret: Vec<u8>,
+    /// The two-factor user's unspent recovery codes, as shown.
+    pub recovery_codes: Vec<String>,
 }
 
 impl World {
@@ -178,12 +194,6 @@ impl World {
         let app = self.app();
         let client = client();
         let mut fixtures = Fixtures::default();
-        let registration = |(username, email, password): (&str, &str, &str)| Registration {
-            username: username.into(),
-            email: email.into(),
-            password: password.into(),
-            mobile_number: None,
-        };
         if let Ok(Registered::SignedIn(grant)) = auth::register(&app, &registration(USER), &client)
         {
             fixtures.user_id = Some(grant.user.id.clone());
@@ -208,7 +218,54 @@ impl World {
                 fixtures.reset_token = token;
             }
         }
+        self.enable_mfa(&mut fixtures);
         fixtures
+    }
+
+    /// Registers [`MFA_USER`], turns two-factor authentication on for it (enrolment
+    /// and confirmation with the current step's code) and logs it in up to its second
+    /// step, through the component's own functions.
+    fn enable_mfa(&self, fixtures: &mut Fixtures) {
+        let app = self.app();
+        let client = client();
+        let Ok(Registered::SignedIn(grant)) =
+            auth::register(&app, &registration(MFA_USER), &client)
+        else {
+            return;
+        };
+        let Ok(who) = sessions::authenticate(&app, &grant.access_token) else {
+            return;
+        };
+        let Ok(enrolment) = mfa::enrol(&app, &who, MFA_USER.2, &client) else {
+            return;
+        };
+        let Ok(secret) = data_encoding::BASE32_NOPAD.decode(enrolment.secret.as_bytes()) else {
+            return;
+        };
+        let step = totp::step_at(app.now());
+        let code = totp::code(&secret, step, totp::DIGITS);
+        let Ok(recovery_codes) = mfa::confirm(&app, &who, &code, &client) else {
+            return;
+        };
+        if let Err(Error::MfaRequired { mfa_token }) =
+            auth::login(&app, MFA_USER.0, MFA_USER.2, &client)
+        {
+            fixtures.mfa_token = Some(mfa_token);
+        }
+        fixtures.totp_code = Some(totp::code(&secret, step + 1, totp::DIGITS));
+        fixtures.mfa_access = Some(grant.access_token);
+        fixtures.mfa_secret = secret;
+        fixtures.recovery_codes = recovery_codes;
+    }
+}
+
+/// The registration of an identity of the world.
+fn registration((username, email, password): (&str, &str, &str)) -> Registration {
+    Registration {
+        username: username.into(),
+        email: email.into(),
+        password: password.into(),
+        mobile_number: None,
     }
 }
 
@@ -230,7 +287,8 @@ fn link_token(text: &str) -> Option<String> {
 impl Fixtures {
     /// Replaces each `$NAME` of the fixtures in `bytes` (an absent fixture by nothing).
     pub fn substitute(&self, bytes: &[u8]) -> Vec<u8> {
-        let pairs: [(&[u8], &Option<String>); 7] = [
+        let recovery_code = self.recovery_codes.first().cloned();
+        let pairs: [(&[u8], &Option<String>); 11] = [
             (b"$USER_ACCESS", &self.user_access),
             (b"$USER_REFRESH", &self.user_refresh),
             (b"$USER_ID", &self.user_id),
@@ -238,6 +296,10 @@ impl Fixtures {
             (b"$ADMIN_ID", &self.admin_id),
             (b"$VERIFY_TOKEN", &self.verify_token),
             (b"$RESET_TOKEN", &self.reset_token),
+            (b"$MFA_ACCESS", &self.mfa_access),
+            (b"$MFA_TOKEN", &self.mfa_token),
+            (b"$TOTP_CODE", &self.totp_code),
+            (b"$RECOVERY_CODE", &recovery_code),
         ];
         let mut out = Vec::with_capacity(bytes.len() + 64);
         let mut rest = bytes;
