@@ -15,7 +15,6 @@
 //!
 //! With `BENCH_RETENTION_SOAK=1` it runs the retention soak instead ([`retention_soak`]).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,12 +26,14 @@ use portcullis::settings::{self, HostSettings, Settings};
 use portcullis::state::SharedImports;
 use wasmtime::component::Val;
 
+mod common;
 #[path = "foundation/native_baseline.rs"]
 mod native_baseline;
 
+use common::{Client, PASSWORD, env_or, percentile, registration, unique_run};
+
 const HASHES: u32 = 20;
 const INSTANTIATIONS: u32 = 2_000;
-const PASSWORD: &str = "Tr1cky!Horse#42";
 
 fn main() -> anyhow::Result<()> {
     let workdir = tempfile::tempdir()?;
@@ -448,14 +449,6 @@ impl LoadRun {
     }
 }
 
-/// The value at `fraction` (0 to 1) of `sorted`, NaN when it is empty.
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * fraction).round() as usize]
-}
-
 /// Runs `connections` keep-alive clients for `seconds` (as [`load`] does), keeping every
 /// answer's latency (successes and failures alike) and counting failures. A request that
 /// is still running when the time is up finishes and counts.
@@ -551,19 +544,6 @@ fn forgot_timing(address: &str, run: &str, label: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A prefix no earlier run used, so runs on one database never collide.
-fn unique_run() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("b{}", nanos % 1_000_000_000_000)
-}
-
-fn registration(name: &str) -> serde_json::Value {
-    serde_json::json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD})
-}
-
-type Client = reqwest::blocking::Client;
 type RequestBuilder = reqwest::blocking::RequestBuilder;
 
 /// Runs `connections` keep-alive clients for `seconds`; each sends the request `make`
@@ -788,13 +768,6 @@ fn wrk_millis(text: &str) -> anyhow::Result<f64> {
     Ok(number.parse::<f64>()? * factor)
 }
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn start_server(dir: &std::path::Path, database_url: &str) -> anyhow::Result<(Child, String)> {
     start_server_with(dir, database_url, &[])
 }
@@ -805,28 +778,7 @@ fn start_server_with(
     database_url: &str,
     settings: &[(&str, &str)],
 ) -> anyhow::Result<(Child, String)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("serve")
-        .envs(settings.iter().copied())
-        .env("PORTCULLIS_LISTEN", "127.0.0.1:0")
-        .env("PORTCULLIS_DATA_DIR", dir)
-        .env("PORTCULLIS_DATABASE_URL", database_url)
-        .env("PORTCULLIS_RATE_LIMIT", "off")
-        .env("PORTCULLIS_MAX_SESSIONS", "0")
-        .env("PORTCULLIS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    for line in BufReader::new(stdout).lines() {
-        if let Some(address) = line?.strip_prefix("listening on ") {
-            return Ok((child, address.trim().to_string()));
-        }
-    }
-    Err(anyhow::anyhow!("the server exited before listening"))
+    common::start_server(dir, database_url, settings, Stdio::null())
 }
 
 fn register(address: &str, name: &str) -> anyhow::Result<String> {
