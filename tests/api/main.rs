@@ -70,6 +70,7 @@ mod browser;
 mod conventions;
 mod cookies;
 mod eviction;
+mod faults_network;
 mod forged_tokens;
 mod health;
 mod hostile;
@@ -104,6 +105,7 @@ const MODULES: &[Module] = &[
     ("conventions", conventions::tests),
     ("cookies", cookies::tests),
     ("eviction", eviction::tests),
+    ("faults_network", faults_network::tests),
     ("forged_tokens", forged_tokens::tests),
     ("health", health::tests),
     ("hostile", hostile::tests),
@@ -149,6 +151,11 @@ const NOT_APPLICABLE: &[(&str, Setup, &str)] = &[
         "outage",
         Setup::SQLITE,
         "a SQLite file has no connection to cut",
+    ),
+    (
+        "faults_network",
+        Setup::SPIN_POSTGRES,
+        "the native host's HTTP server and mail delivery loop (Spin's own server, its relay)",
     ),
     (
         "settings_check",
