@@ -13,7 +13,10 @@ use sqlx::pool::PoolOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqliteQueryResult, SqliteRow, SqliteValueRef,
 };
-use sqlx::{Decode, Row as _, Sqlite, TypeInfo as _, ValueRef as _};
+use sqlx::{
+    Connection as _, Decode, Row as _, Sqlite, TransactionManager as _, TypeInfo as _,
+    ValueRef as _,
+};
 
 use super::Value;
 use super::pool::{Backend, SqlPool, pool_options};
@@ -29,10 +32,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The busy timeout remains for other processes on the same file.
 const WRITER_CONNECTIONS: u32 = 1;
 
-/// SQLite's primary result codes that mean "try again later".
+/// SQLite's primary result codes that mean "try again later": the file is locked or
+/// busy, cannot be opened or written (a read-only folder or file system), or the disk
+/// is full. None of them leaves the file damaged: the statement is rolled back.
 const SQLITE_BUSY: i32 = 5;
 const SQLITE_LOCKED: i32 = 6;
+const SQLITE_READONLY: i32 = 8;
 const SQLITE_IOERR: i32 = 10;
+const SQLITE_FULL: i32 = 13;
 const SQLITE_CANTOPEN: i32 = 14;
 
 /// Opens a pool on the database file `url` names, creating the file and its folder.
@@ -47,8 +54,11 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlPool<
     if !is_in_memory(url) {
         create_private_file(options.get_filename())?;
     }
+    if let Some(folder) = writable_folder_of(options.get_filename(), url) {
+        check_writable(folder)?;
+    }
     // The writer first: it creates the file and switches it to WAL for the readers.
-    let writes = local_pool_options(WRITER_CONNECTIONS)
+    let writes = writer_pool_options()
         .connect_with(options.clone())
         .await
         .context("opening the SQLite database")?;
@@ -64,6 +74,53 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlPool<
 /// to the connection's worker thread on every statement).
 fn local_pool_options(max_connections: u32) -> PoolOptions<Sqlite> {
     pool_options(max_connections).test_before_acquire(false)
+}
+
+/// The writer's pool options. A connection given back with a transaction still open is
+/// closed, not reused: SQLite ends a transaction by itself on some errors (a full disk,
+/// an I/O error), sqlx's ROLLBACK then fails and sqlx goes on counting the transaction
+/// as open, so every later BEGIN on that connection would fail ("non-zero transaction
+/// depth") and every write would answer 500 until a restart.
+fn writer_pool_options() -> PoolOptions<Sqlite> {
+    local_pool_options(WRITER_CONNECTIONS).after_release(|connection, _| {
+        Box::pin(async move {
+            // A dropped transaction's rollback is queued on the connection's worker
+            // thread; the ping's answer comes after it.
+            connection.ping().await?;
+            Ok(
+                <Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(connection)
+                    == 0,
+            )
+        })
+    })
+}
+
+/// The folder of a database file (where SQLite also creates its `-wal` and `-shm`
+/// files), unless the database is in memory.
+fn writable_folder_of<'a>(database_file: &'a Path, url: &str) -> Option<&'a Path> {
+    if is_in_memory(url) || database_file.as_os_str().is_empty() {
+        return None;
+    }
+    Some(
+        database_file
+            .parent()
+            .filter(|folder| !folder.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
+}
+
+/// Fails with a line naming `folder` when no file can be created in it (a read-only
+/// file system, or permissions), which SQLite would only report as "unable to open
+/// database file".
+fn check_writable(folder: &Path) -> anyhow::Result<()> {
+    let probe = folder.join(format!(".portcullis-write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .with_context(|| format!("the database folder {} cannot be written", folder.display()))?;
+    std::fs::remove_file(&probe)
+        .with_context(|| format!("removing {} from the database folder", probe.display()))
 }
 
 fn create_parent_folder(database_file: &Path) -> anyhow::Result<()> {
@@ -136,7 +193,14 @@ impl Backend for Sqlite {
             .map(|extended_code| extended_code & 0xff);
         matches!(
             primary_code,
-            Some(SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_CANTOPEN)
+            Some(
+                SQLITE_BUSY
+                    | SQLITE_LOCKED
+                    | SQLITE_READONLY
+                    | SQLITE_IOERR
+                    | SQLITE_FULL
+                    | SQLITE_CANTOPEN
+            )
         )
     }
 }
