@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::api;
-use crate::db::Database;
+use crate::db::{self, Database};
 use crate::engine;
 use crate::import;
 use crate::instances::Instances;
@@ -341,9 +341,10 @@ fn prepare_data_dir(settings: &mut Settings, host: &HostSettings) -> anyhow::Res
     }
 }
 
-/// Connects and applies the pending migrations, saying which (or that there were none).
+/// Connects (waiting for a server that cannot be reached yet, see [`connect_waiting`])
+/// and applies the pending migrations, saying which (or that there were none).
 async fn open_migrated(host: &HostSettings) -> anyhow::Result<Database> {
-    let database = Database::connect(&host.database).await?;
+    let database = connect_waiting(host).await?;
     let applied = database.migrate().await?;
     let dialect = database.dialect().name();
     if applied.is_empty() {
@@ -359,6 +360,50 @@ async fn open_migrated(host: &HostSettings) -> anyhow::Result<Database> {
         );
     }
     Ok(database)
+}
+
+/// The longest pause between two tries at an unreachable database server.
+const MOST_BETWEEN_TRIES: Duration = Duration::from_secs(5);
+
+/// Connects to the database. A server that cannot be reached (refused, unknown host, no
+/// answer) is tried again, with one warning per failed try and pauses that double up
+/// to [`MOST_BETWEEN_TRIES`], for `PORTCULLIS_DATABASE_WAIT` in all; then start-up
+/// stops with one error naming the database (never its credentials). A server that
+/// answers no (wrong password, no such database) stops start-up at once.
+async fn connect_waiting(host: &HostSettings) -> anyhow::Result<Database> {
+    let wait = host.database_wait;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(250);
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let error = match Database::connect(&host.database).await {
+            Ok(database) => return Ok(database),
+            Err(error) if db::is_unreachable(&error) => error,
+            Err(error) => return Err(error),
+        };
+        let database = db::describe(&host.database.url);
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(error.context(format!(
+                "cannot reach the database ({database}) within PORTCULLIS_DATABASE_WAIT \
+                 ({} s, {attempt} tr{})",
+                wait.as_secs(),
+                if attempt == 1 { "y" } else { "ies" }
+            )));
+        }
+        pause = pause.min(left);
+        tracing::warn!(
+            attempt,
+            "cannot reach the database ({database}): {}; trying again in {} ms \
+             (PORTCULLIS_DATABASE_WAIT: {} s left)",
+            error.root_cause(),
+            pause.as_millis(),
+            left.as_secs()
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MOST_BETWEEN_TRIES);
+    }
 }
 
 /// Prints the one line that tells scripts and tests where to connect, and logs it.

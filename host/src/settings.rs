@@ -18,6 +18,7 @@ use std::io::{ErrorKind, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -36,6 +37,10 @@ const DEFAULT_DATA_DIR: &str = "data";
 const DEFAULT_LOG: &str = "info";
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 const MAX_CONNECTIONS_LIMIT: u32 = 1000;
+/// The default of `PORTCULLIS_DATABASE_WAIT`, in seconds.
+const DEFAULT_DATABASE_WAIT_SECONDS: u64 = 30;
+/// The largest `PORTCULLIS_DATABASE_WAIT`: an hour.
+const MAX_DATABASE_WAIT_SECONDS: u64 = 3600;
 const METRICS_TOKEN: &str = "metrics_token";
 const MAX_METRICS_TOKEN_BYTES: usize = 1024;
 /// A stand-in for an unset `jwt_secret` while the settings are checked: the host fills
@@ -51,6 +56,7 @@ pub const HOST_KEYS: &[&str] = &[
     "data_dir",
     "cache_dir",
     "db_max_connections",
+    "database_wait",
     "metrics_token",
     "public_url",
     "hash_queue",
@@ -398,6 +404,9 @@ pub struct HostSettings {
     pub listen: SocketAddr,
     /// The database and its pool.
     pub database: DatabaseSettings,
+    /// How long start-up keeps trying a database server that cannot be reached
+    /// (`PORTCULLIS_DATABASE_WAIT`; zero: one try).
+    pub database_wait: Duration,
     /// Where the generated JWT secret (and by default the SQLite database) live.
     pub data_dir: PathBuf,
     /// Where the compiled component is cached (default `<data_dir>/cache`); several
@@ -492,25 +501,29 @@ impl HostSettings {
                 .transpose(),
         );
         let hash_queue = problems.take(parse_hash_queue(settings));
+        let database_wait = problems.take(parse_database_wait(settings));
         let cache_dir = settings
             .get("cache_dir")
             .map_or_else(|| data_dir.join("cache"), PathBuf::from);
-        match (listen, database, metrics_token, hash_queue) {
-            (Some(listen), Some(database), Some(metrics_token), Some(hash_queue))
-                if problems.0.is_empty() =>
-            {
-                Ok(Self {
-                    listen,
-                    database,
-                    cache_dir,
-                    data_dir,
-                    metrics_token,
-                    https_public_url: settings
-                        .get("public_url")
-                        .is_some_and(|url| url.starts_with("https://")),
-                    hash_queue,
-                })
-            }
+        match (listen, database, metrics_token, hash_queue, database_wait) {
+            (
+                Some(listen),
+                Some(database),
+                Some(metrics_token),
+                Some(hash_queue),
+                Some(database_wait),
+            ) if problems.0.is_empty() => Ok(Self {
+                listen,
+                database,
+                database_wait,
+                cache_dir,
+                data_dir,
+                metrics_token,
+                https_public_url: settings
+                    .get("public_url")
+                    .is_some_and(|url| url.starts_with("https://")),
+                hash_queue,
+            }),
             _ => Err(Rejected { lines: problems.0 }),
         }
     }
@@ -559,6 +572,22 @@ impl DatabaseSettings {
             _ => Err(Rejected { lines: problems.0 }),
         }
     }
+}
+
+/// `PORTCULLIS_DATABASE_WAIT`: whole seconds, 0 to [`MAX_DATABASE_WAIT_SECONDS`].
+fn parse_database_wait(settings: &Settings) -> Result<Duration, Rejected> {
+    let seconds = settings.parse_or(
+        "database_wait",
+        DEFAULT_DATABASE_WAIT_SECONDS,
+        "number of seconds",
+    )?;
+    if seconds > MAX_DATABASE_WAIT_SECONDS {
+        return Err(Rejected::setting(
+            "database_wait",
+            format!("must be between 0 and {MAX_DATABASE_WAIT_SECONDS} seconds"),
+        ));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 /// Checks the scheme and that the driver can read the URL, without ever showing the

@@ -56,7 +56,7 @@ impl std::fmt::Display for Migration {
 
 /// The error of one direct connection to `url` (PostgreSQL or MySQL), bounded in time;
 /// `None` when it connects, or when it cannot tell more within the bound.
-async fn direct_connection_error(url: &str) -> Option<String> {
+async fn direct_connection_error(url: &str) -> Option<sqlx::Error> {
     use sqlx::ConnectOptions as _;
     use std::str::FromStr as _;
     const BOUND: std::time::Duration = std::time::Duration::from_secs(10);
@@ -76,9 +76,44 @@ async fn direct_connection_error(url: &str) -> Option<String> {
         }
     };
     match tokio::time::timeout(BOUND, attempt).await {
-        Ok(Err(error)) => Some(error.to_string()),
+        Ok(Err(error)) => Some(error),
         _ => None,
     }
+}
+
+/// Whether connecting failed because the database server could not be reached (refused,
+/// unknown host, no answer in time), as opposed to a server that answered and said no
+/// (wrong password, no such database) or a SQLite file that cannot be opened: only the
+/// former may go away by waiting.
+pub fn is_unreachable(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_))
+        )
+    }) && !error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::Database(_))
+        )
+    })
+}
+
+/// The database `url` names, for people and logs: the dialect, and for a server its
+/// host, port and database (never the user name nor the password); for SQLite its file.
+pub fn describe(url: &str) -> String {
+    let dialect = SqlDialect::of_url(url);
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let without_query = rest.split_once('?').map_or(rest, |(before, _)| before);
+    if matches!(dialect, SqlDialect::Sqlite) {
+        return format!("{} {without_query}", dialect.name());
+    }
+    let authority_end = without_query.find('/').unwrap_or(without_query.len());
+    let (authority, path) = without_query.split_at(authority_end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{} at {host}{path}", dialect.name())
 }
 
 /// A pool of connections to the service's database, cheap to clone.
@@ -113,7 +148,7 @@ impl Database {
         match connected {
             Err(error) if matches!(error.downcast_ref(), Some(sqlx::Error::PoolTimedOut)) => {
                 Err(match direct_connection_error(url).await {
-                    Some(cause) => anyhow::anyhow!(cause)
+                    Some(cause) => anyhow::Error::new(cause)
                         .context(format!("connecting to {}", SqlDialect::of_url(url).name())),
                     None => error,
                 })
