@@ -70,6 +70,7 @@ mod browser;
 mod conventions;
 mod cookies;
 mod eviction;
+mod faults_database;
 mod faults_network;
 mod forged_tokens;
 mod health;
@@ -105,6 +106,7 @@ const MODULES: &[Module] = &[
     ("conventions", conventions::tests),
     ("cookies", cookies::tests),
     ("eviction", eviction::tests),
+    ("faults_database", faults_database::tests),
     ("faults_network", faults_network::tests),
     ("forged_tokens", forged_tokens::tests),
     ("health", health::tests),
@@ -156,6 +158,66 @@ const NOT_APPLICABLE: &[(&str, Setup, &str)] = &[
         "faults_network",
         Setup::SPIN_POSTGRES,
         "the native host's HTTP server and mail delivery loop (Spin's own server, its relay)",
+    ),
+    (
+        "faults_database::a_database_cut_under_load_keeps_what_it_acknowledged_and_nothing_it_refused",
+        Setup::SQLITE,
+        "a SQLite file has no connection to cut",
+    ),
+    (
+        "faults_database::an_unreachable_database_is_waited_for_and_then_served",
+        Setup::SQLITE,
+        "a SQLite file has no server to wait for",
+    ),
+    (
+        "faults_database::an_unreachable_database_is_waited_for_and_then_served",
+        Setup::SPIN_POSTGRES,
+        "PORTCULLIS_DATABASE_WAIT is the native host's start-up",
+    ),
+    (
+        "faults_database::an_unreachable_database_stops_start_up_after_the_wait_with_one_line",
+        Setup::SQLITE,
+        "a SQLite file has no server to wait for",
+    ),
+    (
+        "faults_database::an_unreachable_database_stops_start_up_after_the_wait_with_one_line",
+        Setup::SPIN_POSTGRES,
+        "PORTCULLIS_DATABASE_WAIT is the native host's start-up",
+    ),
+    (
+        "faults_database::database_wait_is_checked_like_every_setting",
+        Setup::SPIN_POSTGRES,
+        "PORTCULLIS_DATABASE_WAIT is the native host's setting",
+    ),
+    (
+        "faults_database::a_read_only_sqlite_folder_stops_start_up_with_one_line",
+        Setup::POSTGRES,
+        "the SQLite data folder's file system",
+    ),
+    (
+        "faults_database::a_read_only_sqlite_folder_stops_start_up_with_one_line",
+        Setup::MYSQL,
+        "the SQLite data folder's file system",
+    ),
+    (
+        "faults_database::a_read_only_sqlite_folder_stops_start_up_with_one_line",
+        Setup::SPIN_POSTGRES,
+        "the SQLite data folder's file system",
+    ),
+    (
+        "faults_database::a_full_disk_answers_503_and_sqlite_recovers_intact",
+        Setup::POSTGRES,
+        "the SQLite data folder's file system",
+    ),
+    (
+        "faults_database::a_full_disk_answers_503_and_sqlite_recovers_intact",
+        Setup::MYSQL,
+        "the SQLite data folder's file system",
+    ),
+    (
+        "faults_database::a_full_disk_answers_503_and_sqlite_recovers_intact",
+        Setup::SPIN_POSTGRES,
+        "the SQLite data folder's file system",
     ),
     (
         "settings_check",

@@ -40,7 +40,7 @@ fn answered_in_time(what: &str, request: impl FnOnce() -> Response) -> Response 
 }
 
 /// Polls `/health` until it answers 200, for at most [`RECOVERY_BOUND`].
-fn wait_until_healthy(app: &TestApp) {
+pub fn wait_until_healthy(app: &TestApp) {
     let deadline = Instant::now() + RECOVERY_BOUND;
     loop {
         let status = app.get("/health").status().as_u16();

@@ -131,7 +131,7 @@ fn app_command() -> Command {
 }
 
 /// A component cache shared by every app of every run of this build of the suite.
-fn shared_cache_dir() -> String {
+pub fn shared_cache_dir() -> String {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("portcullis-component-cache");
     std::fs::create_dir_all(&dir).expect("create the shared component cache");
     dir.display().to_string()
