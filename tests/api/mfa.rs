@@ -544,6 +544,47 @@ api_tests! {
         assert_eq!(loser.1["code"], "invalid_mfa_code", "{answers:?}");
     }
 
+    /// Users confirming their enrolments at the same moment all succeed: on MariaDB
+    /// their transactions (each deletes the user's old recovery codes, then inserts new
+    /// ones) meet on the same index gaps and one is chosen as a deadlock's victim; the
+    /// host runs such a transaction again instead of answering 503.
+    fn simultaneous_confirmations_all_succeed() {
+        const USERS: usize = 8;
+        const ROUNDS: usize = 3;
+        let app = spawn_app();
+        for _ in 0..ROUNDS {
+            let enrolled: Vec<(String, String)> = (0..USERS)
+                .map(|_| {
+                    let (user, token) = signed_up(&app);
+                    let secret = enrol(&app, &user, &token)["secret"]
+                        .as_str()
+                        .expect("secret")
+                        .to_owned();
+                    (token, secret)
+                })
+                .collect();
+            let barrier = Barrier::new(USERS);
+            let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = enrolled
+                    .iter()
+                    .map(|(token, secret)| {
+                        let barrier = &barrier;
+                        let app = &app;
+                        scope.spawn(move || {
+                            let body = json!({ "code": code(secret, 0) });
+                            barrier.wait();
+                            let resp = call(app, Method::POST, CONFIRM, token, &body);
+                            (resp.status().as_u16(), resp.text().unwrap_or_default())
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|handle| handle.join().unwrap()).collect()
+            });
+            let failed: Vec<_> = answers.iter().filter(|(status, _)| *status != 200).collect();
+            assert!(failed.is_empty(), "{failed:?}\n{}", app.output());
+        }
+    }
+
     /// `PORTCULLIS_MFA_ISSUER` names the issuer in the otpauth URI (percent-encoded).
     fn the_issuer_label_is_a_setting() {
         let app = TestApp::spawn_with(&[("PORTCULLIS_MFA_ISSUER", "Acme Corp")]);

@@ -27,3 +27,15 @@ fn from_database_error<DB: Backend>(error: &dyn sqlx::error::DatabaseError) -> E
         Error::Other(error.message().to_owned())
     }
 }
+
+/// Whether the database rolled a transaction back as a deadlock's victim or because it
+/// could not serialise it (SQLSTATE 40001, which MySQL and MariaDB also give deadlocks,
+/// and PostgreSQL's 40P01): the whole transaction may run again.
+pub fn is_transaction_conflict(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database_error) => database_error
+            .code()
+            .is_some_and(|code| code == "40001" || code == "40P01"),
+        _ => false,
+    }
+}

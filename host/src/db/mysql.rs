@@ -6,7 +6,7 @@
 use anyhow::Context as _;
 use sqlx::error::{BoxDynError, DatabaseError};
 use sqlx::mysql::{MySqlQueryResult, MySqlRow, MySqlValueRef};
-use sqlx::{Decode, MySql, Row as _, TypeInfo as _, ValueRef as _};
+use sqlx::{Decode, Executor as _, MySql, Row as _, TypeInfo as _, ValueRef as _};
 
 use super::Value;
 use super::pool::{Backend, SqlPool, pool_options};
@@ -18,10 +18,23 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlPool<
         None => url.to_owned(),
     };
     let pool = pool_options(max_connections)
+        .after_connect(|connection, _| Box::pin(read_committed(connection)))
         .connect(&url)
         .await
         .context("connecting to MySQL")?;
     Ok(SqlPool::new(pool))
+}
+
+/// Makes every transaction of `connection` READ COMMITTED, as on PostgreSQL. A batch
+/// holds only writes guarded by their own conditions, so it needs no snapshot; and under
+/// InnoDB's default (REPEATABLE READ) a `DELETE … WHERE user_id = ?` that matches no row
+/// locks the index gap, where another user's insert then waits: transactions of
+/// different users deadlock each other.
+async fn read_committed(connection: &mut sqlx::MySqlConnection) -> Result<(), sqlx::Error> {
+    connection
+        .execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .await?;
+    Ok(())
 }
 
 /// The named lock that serialises migrations of hosts starting at once.

@@ -13,7 +13,7 @@ use sqlx::pool::PoolOptions;
 use sqlx::query::Query;
 use sqlx::{Column as _, Encode, Executor, IntoArguments, Pool, Row as _, Type};
 
-use super::errors::to_store_error;
+use super::errors::{is_transaction_conflict, to_store_error};
 use super::{Error, Rows, Statement, Value};
 
 /// A sqlx driver as the store uses it.
@@ -167,32 +167,61 @@ where
     }
 
     /// Runs the statements in one transaction; a statement whose `expect-rows` is not
-    /// met rolls everything back.
+    /// met rolls everything back. A transaction the database chose as a deadlock's
+    /// victim, or could not serialise, was rolled back whole: it runs again, after a
+    /// short random pause, up to [`CONFLICT_ATTEMPTS`] times in all.
     pub async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<u64>, Error> {
-        let mut transaction = self
-            .writes
-            .begin_with(DB::BEGIN)
-            .await
-            .map_err(to_store_error::<DB>)?;
+        let mut attempt = 1;
+        loop {
+            match self.run_batch(&statements).await {
+                Ok(Ok(affected)) => return Ok(affected),
+                Ok(Err(index)) => return Err(Error::ConditionFailed(batch_index(index))),
+                Err(error) if attempt < CONFLICT_ATTEMPTS && is_transaction_conflict(&error) => {
+                    tracing::debug!(attempt, %error, "batch rolled back by a conflict, retrying");
+                    tokio::time::sleep(conflict_pause(attempt)).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(to_store_error::<DB>(error)),
+            }
+        }
+    }
+
+    /// One try at a batch: the affected rows, or the index of the statement whose
+    /// `expect-rows` was not met (everything rolled back).
+    async fn run_batch(
+        &self,
+        statements: &[Statement],
+    ) -> Result<Result<Vec<u64>, usize>, sqlx::Error> {
+        let mut transaction = self.writes.begin_with(DB::BEGIN).await?;
         let mut affected = Vec::with_capacity(statements.len());
-        for (index, statement) in statements.into_iter().enumerate() {
-            let result = bind::<DB>(sqlx::query(&statement.sql), statement.params)
+        for (index, statement) in statements.iter().enumerate() {
+            let result = bind::<DB>(sqlx::query(&statement.sql), statement.params.clone())
                 .execute(&mut *transaction)
-                .await
-                .map_err(to_store_error::<DB>)?;
+                .await?;
             let rows = DB::rows_affected(&result);
             if statement
                 .expect_rows
                 .is_some_and(|expected| expected != rows)
             {
-                transaction.rollback().await.map_err(to_store_error::<DB>)?;
-                return Err(Error::ConditionFailed(batch_index(index)));
+                transaction.rollback().await?;
+                return Ok(Err(index));
             }
             affected.push(rows);
         }
-        transaction.commit().await.map_err(to_store_error::<DB>)?;
-        Ok(affected)
+        transaction.commit().await?;
+        Ok(Ok(affected))
     }
+}
+
+/// How many times a batch runs at most when the database rolls it back as a deadlock's
+/// victim or a serialization failure.
+const CONFLICT_ATTEMPTS: u32 = 4;
+
+/// The pause before a batch's next try: random, so that the transactions that
+/// deadlocked do not meet again, and longer with each try (up to 10, 20, 30 ms).
+fn conflict_pause(attempt: u32) -> Duration {
+    let ceiling_ms = 10 * u64::from(attempt);
+    Duration::from_millis(rand::random_range(1..=ceiling_ms))
 }
 
 /// Binds the parameters positionally, in the types the WIT values carry.
