@@ -593,6 +593,7 @@ fn to_wit_error(error: Error) -> wit_api::Error {
         Error::Unavailable(reason) => wit_api::Error::Unavailable(reason),
         // The text is for the embedder's logs (WIT: never shown to end users).
         Error::Internal(reason) => wit_api::Error::Internal(reason),
+        Error::MfaRequired { mfa_token } => wit_api::Error::MfaRequired(mfa_token),
         other => wit_api::Error::Internal(format!("{}: {}", other.code(), other.detail())),
     }
 }

@@ -219,6 +219,9 @@ pub enum ApiError {
     /// Anything else; the payload is for logs.
     #[component(name = "internal")]
     Internal(String),
+    /// The password is right and two-factor login is on; the payload is the `mfa_token`.
+    #[component(name = "mfa-required")]
+    MfaRequired(String),
 }
 
 impl fmt::Display for ApiError {
@@ -246,6 +249,7 @@ impl fmt::Display for ApiError {
             ApiError::Forbidden => f.write_str("forbidden"),
             ApiError::Unavailable(reason) => write!(f, "the database is unavailable: {reason}"),
             ApiError::Internal(reason) => write!(f, "internal error: {reason}"),
+            ApiError::MfaRequired(_) => f.write_str("a second factor is required"),
         }
     }
 }
