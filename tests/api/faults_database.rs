@@ -221,9 +221,10 @@ fn client_load(app: &TestApp, stop: &AtomicBool) -> Outcome {
 /// registrations log in, refused ones do not exist (unless in flight at the cut), and
 /// each chain's newest acknowledged token refreshes (unless a refresh of it was in
 /// flight at the cut, whose COMMIT may have been lost: then it may have been spent).
-/// Returns how many refused requests had taken effect (lost acknowledgements).
-fn check_outcome(app: &TestApp, outcome: &Outcome, cut: &Window) -> usize {
-    let mut lost_acknowledgements = 0;
+/// Returns how many refused registrations and refreshes had taken effect (lost
+/// acknowledgements).
+fn check_outcome(app: &TestApp, outcome: &Outcome, cut: &Window) -> (usize, usize) {
+    let (mut registrations, mut refreshes) = (0, 0);
     for user in &outcome.registered {
         app.login_ok(&user.username, &user.password);
     }
@@ -231,7 +232,7 @@ fn check_outcome(app: &TestApp, outcome: &Outcome, cut: &Window) -> usize {
         let answer = app.login(&user.username, &user.password);
         match answer.status().as_u16() {
             401 => {}
-            200 if window.overlaps(cut) => lost_acknowledgements += 1,
+            200 if window.overlaps(cut) => registrations += 1,
             status => panic!(
                 "the registration of {} was refused with 503 (not in flight at the cut), \
                  yet logging in with it answers {status}: {}",
@@ -251,7 +252,7 @@ fn check_outcome(app: &TestApp, outcome: &Outcome, cut: &Window) -> usize {
                     text.contains("refresh_token_reused") || text.contains("invalid_refresh_token"),
                     "{text}"
                 );
-                lost_acknowledgements += 1;
+                refreshes += 1;
             }
             _ => panic!(
                 "the newest acknowledged refresh token of {} answers {status}: {text}",
@@ -259,7 +260,7 @@ fn check_outcome(app: &TestApp, outcome: &Outcome, cut: &Window) -> usize {
             ),
         }
     }
-    lost_acknowledgements
+    (registrations, refreshes)
 }
 
 /// A `portcullis` command started by the test, whose output lines it reads as they come.
@@ -520,7 +521,9 @@ api_tests! {
     /// every chain's newest acknowledged refresh token refreshes; a registration
     /// refused with 503 does not exist. Only a request in flight at the instant of the
     /// cut may have committed with its acknowledgement lost: such a registration may
-    /// exist, such a refresh may have spent its token (both counted and printed).
+    /// exist, such a refresh may have spent its token (both counted and printed). This
+    /// does happen: one PostgreSQL or MySQL run saw three of the four requests in flight
+    /// at the cut committed, answered 503.
     fn a_database_cut_under_load_keeps_what_it_acknowledged_and_nothing_it_refused() {
         let database = shared_database();
         let forwarder = Forwarder::start(&server_address(backend(), &database.url));
@@ -556,13 +559,17 @@ api_tests! {
         let registered: usize = outcomes.iter().map(|outcome| outcome.registered.len()).sum();
         assert!(unavailable > 0, "no request met the cut ({answers} answers)");
         assert!(registered > 0, "no registration was acknowledged");
-        let lost: usize = outcomes
-            .iter()
-            .map(|outcome| check_outcome(&app, outcome, &cut))
-            .sum();
+        let (mut lost_registrations, mut lost_refreshes) = (0, 0);
+        for outcome in &outcomes {
+            let (registrations, refreshes) = check_outcome(&app, outcome, &cut);
+            lost_registrations += registrations;
+            lost_refreshes += refreshes;
+        }
         eprintln!(
-            "{answers} answers, {unavailable} of them 503, {registered} registrations \
-             acknowledged; {lost} refused requests had committed (acknowledgement lost at the cut)"
+            "{}: {answers} answers, {unavailable} of them 503, {registered} registrations \
+             acknowledged; refused with 503 yet committed at the cut (acknowledgement \
+             lost): {lost_registrations} registrations, {lost_refreshes} refreshes",
+            backend().name()
         );
     }
 
