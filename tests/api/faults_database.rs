@@ -34,8 +34,8 @@ use crate::backends::{server_address, with_server_address};
 use crate::forwarder::Forwarder;
 use crate::outage::wait_until_healthy;
 use crate::support::{
-    TEST_JWT_SECRET, TestApp, TestUser, backend, header, shared_cache_dir, shared_database,
-    unique_user,
+    TEST_JWT_SECRET, TestApp, TestUser, backend, header, isolate_settings, shared_cache_dir,
+    shared_database, unique_user,
 };
 
 /// A generous bound on one answer: far beyond any healthy answer, short of a hang.
@@ -283,13 +283,8 @@ impl Started {
             .current_dir(data_dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("NO_COLOR", "1");
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PORTCULLIS_") {
-                process.env_remove(key);
-            }
-        }
+            .stderr(Stdio::piped());
+        isolate_settings(&mut process);
         let defaults = [
             ("PORTCULLIS_LISTEN", "127.0.0.1:0"),
             ("PORTCULLIS_DATA_DIR", folder.as_str()),

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::backends::private_database;
-use crate::support::{TEST_JWT_SECRET, TestApp};
+use crate::support::{TEST_JWT_SECRET, TestApp, isolate_settings};
 
 /// A generous bound on a command that should end on its own (not a timing assertion:
 /// only a guard against a test that would hang).
@@ -30,13 +30,8 @@ fn run(args: &[&str], folder: &Path, settings: &[(&str, &str)]) -> Finished {
         .current_dir(folder)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .env("NO_COLOR", "1");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PORTCULLIS_") {
-            command.env_remove(key);
-        }
-    }
+        .stderr(Stdio::piped());
+    isolate_settings(&mut command);
     for (key, value) in settings {
         command.env(key, value);
     }

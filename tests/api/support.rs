@@ -113,6 +113,17 @@ pub fn build_spin_artifact() -> Result<(), String> {
 }
 
 /// The command that starts an app on the trial's host.
+/// Keeps the developer's own `PORTCULLIS_*` variables away from a process the suite
+/// starts (it sees only the settings the test gives), and its log free of colours.
+pub fn isolate_settings(command: &mut Command) {
+    command.env("NO_COLOR", "1");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PORTCULLIS_") {
+            command.env_remove(key);
+        }
+    }
+}
+
 fn app_command() -> Command {
     match host() {
         Host::Native => {
@@ -223,14 +234,8 @@ impl TestApp {
         cmd.current_dir(data_dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("NO_COLOR", "1");
-        // Nothing from the developer's own environment may leak into the app.
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PORTCULLIS_") {
-                cmd.env_remove(key);
-            }
-        }
+            .stderr(Stdio::piped());
+        isolate_settings(&mut cmd);
         for (k, v) in &settings {
             cmd.env(k, v);
         }
