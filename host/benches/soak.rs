@@ -677,6 +677,15 @@ impl Worker {
             .or_default() += 1;
     }
 
+    /// Forgets session `at` of account `index`, which an acknowledged request ended:
+    /// counts its audit `event` and expects it stored revoked for `reason`.
+    fn end_session(&mut self, index: usize, at: usize, event: &'static str, reason: &'static str) {
+        let session = self.accounts[index].sessions.remove(at);
+        let user_id = self.accounts[index].id.clone();
+        self.acknowledge(&user_id, event);
+        self.must_be_revoked.push((session.id, reason));
+    }
+
     /// A random account index, and a random session index of it when it has one.
     fn pick(&mut self) -> (usize, Option<usize>) {
         let account = self.rng.random_range(0..self.accounts.len());
@@ -992,10 +1001,7 @@ impl Worker {
             .bearer_auth(access);
         let answer = self.send("logout", request);
         if self.expect("logout", &answer, 204) {
-            let session = self.accounts[index].sessions.remove(at);
-            let user_id = self.accounts[index].id.clone();
-            self.acknowledge(&user_id, "logout");
-            self.must_be_revoked.push((session.id, "logout"));
+            self.end_session(index, at, "logout", "logout");
         }
     }
 
@@ -1020,10 +1026,7 @@ impl Worker {
             .bearer_auth(&account.sessions[at].access);
         let answer = self.send("revoke session", request);
         if self.expect("revoke session", &answer, 204) {
-            let session = self.accounts[index].sessions.remove(victim);
-            let user_id = self.accounts[index].id.clone();
-            self.acknowledge(&user_id, "session_revoked");
-            self.must_be_revoked.push((session.id, "revoked"));
+            self.end_session(index, victim, "session_revoked", "revoked");
         }
     }
 

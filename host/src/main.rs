@@ -162,19 +162,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// connection takes a file descriptor, and many systems start processes with a soft
 /// limit of 1024 (docs/reference.md, "Slow clients, idle connections and mail outages").
 fn raise_open_file_limit() {
-    match rlimit::Resource::NOFILE.get() {
-        Ok((soft, hard)) if soft < hard => match rlimit::increase_nofile_limit(hard) {
-            Ok(raised) => {
-                tracing::debug!(
-                    from = soft,
-                    to = raised,
-                    "raised the soft limit on open files"
-                )
-            }
-            Err(error) => tracing::warn!(%error, soft, "cannot raise the soft limit on open files"),
-        },
-        Ok(_) => {}
-        Err(error) => tracing::warn!(%error, "cannot read the limit on open files"),
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "the soft limit on open files"),
+        Err(error) => tracing::warn!(%error, "cannot raise the soft limit on open files"),
     }
 }
 
