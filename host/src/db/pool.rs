@@ -128,13 +128,13 @@ where
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> f64: Encode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
 {
     /// Runs a statement that returns rows (the component's queries only read).
     pub async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Rows, Error> {
         let mut connection = self.reads.acquire().await.map_err(to_store_error::<DB>)?;
-        let rows = bind::<DB>(sqlx::query(sql), params)
+        let rows = bind::<DB>(sqlx::query(sql), &params)
             .fetch_all(&mut *connection)
             .await
             .map_err(to_store_error::<DB>)?;
@@ -159,7 +159,7 @@ where
 
     /// Runs a statement and returns the rows it affected.
     pub async fn execute(&self, sql: &str, params: Vec<Value>) -> Result<u64, Error> {
-        let result = bind::<DB>(sqlx::query(sql), params)
+        let result = bind::<DB>(sqlx::query(sql), &params)
             .execute(&self.writes)
             .await
             .map_err(to_store_error::<DB>)?;
@@ -195,7 +195,7 @@ where
         let mut transaction = self.writes.begin_with(DB::BEGIN).await?;
         let mut affected = Vec::with_capacity(statements.len());
         for (index, statement) in statements.iter().enumerate() {
-            let result = bind::<DB>(sqlx::query(&statement.sql), statement.params.clone())
+            let result = bind::<DB>(sqlx::query(&statement.sql), &statement.params)
                 .execute(&mut *transaction)
                 .await?;
             let rows = DB::rows_affected(&result);
@@ -224,25 +224,26 @@ fn conflict_pause(attempt: u32) -> Duration {
     Duration::from_millis(rand::random_range(1..=ceiling_ms))
 }
 
-/// Binds the parameters positionally, in the types the WIT values carry.
+/// Binds the parameters positionally, in the types the WIT values carry; text and
+/// blobs by reference (a batch that runs again binds the same values, uncopied).
 fn bind<'q, DB>(
     mut query: Query<'q, DB, DB::Arguments<'q>>,
-    params: Vec<Value>,
+    params: &'q [Value],
 ) -> Query<'q, DB, DB::Arguments<'q>>
 where
     DB: Backend,
     i64: Encode<'q, DB> + Type<DB>,
     f64: Encode<'q, DB> + Type<DB>,
-    String: Encode<'q, DB> + Type<DB>,
-    Vec<u8>: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    &'q [u8]: Encode<'q, DB> + Type<DB>,
 {
     for param in params {
         query = match param {
             Value::Null => query.bind(DB::Null::default()),
-            Value::Integer(integer) => query.bind(integer),
-            Value::Real(real) => query.bind(real),
-            Value::Text(text) => query.bind(text),
-            Value::Blob(blob) => query.bind(blob),
+            Value::Integer(integer) => query.bind(*integer),
+            Value::Real(real) => query.bind(*real),
+            Value::Text(text) => query.bind(text.as_str()),
+            Value::Blob(blob) => query.bind(blob.as_slice()),
         };
     }
     query
