@@ -350,14 +350,6 @@ pub fn verify_access_token(app: &App<'_>, token: &str) -> Result<Authenticated, 
     sessions::authenticate(app, token)
 }
 
-/// Verifies an access token and reads its account (the typed API's
-/// `verify-access-token`); an account gone since the check is `InvalidToken`.
-pub fn verify_with_user(app: &App<'_>, token: &str) -> Result<(Authenticated, User), Error> {
-    let who = verify_access_token(app, token)?;
-    let user = users::find_by_id(app, &who.claims.sub)?.ok_or(Error::InvalidToken)?;
-    Ok((who, user))
-}
-
 /// Ends the session the access token belongs to.
 pub fn logout(app: &App<'_>, who: &Authenticated, client: &Client) -> Result<(), Error> {
     let claims = &who.claims;
@@ -535,7 +527,7 @@ mod tests {
         );
         let verified = verify_access_token(&app, &grant.access_token).unwrap();
         assert_eq!(verified.claims.sid, grant.session_id);
-        assert_eq!(verified.username, "john_doe");
+        assert_eq!(verified.user.username, "john_doe");
         harness.env.advance(900);
         assert_eq!(
             verify_access_token(&app, &grant.access_token),
@@ -544,7 +536,7 @@ mod tests {
     }
 
     #[test]
-    fn verify_with_user_returns_the_account_until_logout() {
+    fn verify_access_token_returns_the_account_until_logout() {
         let harness = Harness::new(&[]);
         let app = harness.app();
         let grant = signed_in(
@@ -555,12 +547,12 @@ mod tests {
             )
             .unwrap(),
         );
-        let (who, user) = verify_with_user(&app, &grant.access_token).unwrap();
+        let who = verify_access_token(&app, &grant.access_token).unwrap();
         assert_eq!(who.claims.sid, grant.session_id);
-        assert_eq!(user, grant.user);
+        assert_eq!(who.user, grant.user);
         logout(&app, &who, &client()).unwrap();
         assert_eq!(
-            verify_with_user(&app, &grant.access_token),
+            verify_access_token(&app, &grant.access_token),
             Err(Error::InvalidToken)
         );
     }

@@ -17,19 +17,19 @@ use crate::error::Error;
 use crate::ports::{Statement, StoreError};
 use crate::sessions::{self, Client, Grant, Revocation};
 use crate::tokens;
-use crate::users;
+use crate::users::{self, USER_COLUMN_COUNT, User};
 
 /// Presented refresh tokens longer than this are refused unread.
 const MAX_REFRESH_TOKEN_LENGTH: usize = 128;
 
-/// A refresh token's row and its session's state.
+/// A refresh token's row, its session's state and the session's account.
 struct Presented {
     session_id: String,
-    user_id: String,
     spent_at: Option<i64>,
     live: bool,
     /// The session's `amr` (kept across refreshes).
     amr: String,
+    user: User,
 }
 
 /// Exchanges a refresh token for a new access token and the successor refresh token.
@@ -69,47 +69,53 @@ impl From<Error> for Rotation {
 fn rotate(app: &App<'_>, token: &str, client: &Client) -> Result<Grant, Rotation> {
     let now = app.now();
     let presented = find(app, token, now)?.ok_or(Error::InvalidRefreshToken)?;
-    if !presented.live {
+    if !presented.live || !presented.user.is_active {
         return Err(Error::InvalidRefreshToken.into());
     }
-    let user = users::find_by_id(app, &presented.user_id)?
-        .filter(|user| user.is_active)
-        .ok_or(Error::InvalidRefreshToken)?;
     let successor = successor_of(app, token);
     if let Some(spent_at) = presented.spent_at {
         let grace = i64::from(app.settings.refresh_reuse_grace);
         if grace > 0 && now - spent_at <= grace {
-            return Ok(grant(app, &presented, successor, user, now)?);
+            return Ok(grant(app, presented, successor, now)?);
         }
         revoke_for_reuse(app, &presented, client)?;
         return Err(Error::RefreshTokenReused.into());
     }
     let statements = spend(app, token, &successor, &presented, client, now);
     match app.db.batch(statements) {
-        Ok(_) => Ok(grant(app, &presented, successor, user, now)?),
+        Ok(_) => Ok(grant(app, presented, successor, now)?),
         Err(StoreError::ConditionFailed(0)) => Err(Rotation::Raced),
         Err(StoreError::ConditionFailed(_)) => Err(Error::InvalidRefreshToken.into()),
         Err(other) => Err(Error::from(other).into()),
     }
 }
 
+/// The presented token's row with its session and account, read in one query (the
+/// account's columns first, as [`User::from_row`] reads them).
 fn find(app: &App<'_>, token: &str, now: i64) -> Result<Option<Presented>, Error> {
-    let row = app.db.query_one(
-        "SELECT r.session_id, s.user_id, r.spent_at, \
+    let sql = format!(
+        "SELECT {}, r.session_id, r.spent_at, \
          CASE WHEN s.revoked_at IS NULL AND s.expires_at > ? AND r.expires_at > ? \
          THEN 1 ELSE 0 END, s.amr \
-         FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?",
+         FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id \
+         JOIN users u ON u.id = s.user_id WHERE r.token_hash = ?",
+        users::user_columns_of("u")
+    );
+    let row = app.db.query_one(
+        &sql,
         &[integer(now), integer(now), text(tokens::hash_opaque(token))],
     )?;
     let Some(row) = row else {
         return Ok(None);
     };
+    let user = User::from_row(&row)?;
+    let column = |offset: usize| USER_COLUMN_COUNT + offset;
     Ok(Some(Presented {
-        session_id: row.text(0)?,
-        user_id: row.text(1)?,
-        spent_at: row.optional_integer(2)?,
-        live: row.boolean(3)?,
-        amr: row.text(4)?,
+        session_id: row.text(column(0))?,
+        spent_at: row.optional_integer(column(1))?,
+        live: row.boolean(column(2))?,
+        amr: row.text(column(3))?,
+        user,
     }))
 }
 
@@ -172,7 +178,7 @@ fn spend(
         audit::record(
             app,
             audit::REFRESH,
-            Some(&presented.user_id),
+            Some(&presented.user.id),
             client.ip_address.as_deref(),
             json!({ "session_id": presented.session_id }),
         ),
@@ -183,14 +189,14 @@ fn revoke_for_reuse(app: &App<'_>, presented: &Presented, client: &Client) -> Re
     app.db.batch(vec![
         sessions::revoke_one(
             app,
-            &presented.user_id,
+            &presented.user.id,
             &presented.session_id,
             Revocation::RefreshTokenReused,
         ),
         audit::record(
             app,
             audit::REFRESH_TOKEN_REUSED,
-            Some(&presented.user_id),
+            Some(&presented.user.id),
             client.ip_address.as_deref(),
             json!({ "session_id": presented.session_id }),
         ),
@@ -198,17 +204,11 @@ fn revoke_for_reuse(app: &App<'_>, presented: &Presented, client: &Client) -> Re
     Ok(())
 }
 
-fn grant(
-    app: &App<'_>,
-    presented: &Presented,
-    successor: String,
-    user: users::User,
-    now: i64,
-) -> Result<Grant, Error> {
+fn grant(app: &App<'_>, presented: Presented, successor: String, now: i64) -> Result<Grant, Error> {
     Ok(Grant {
         access_token: sessions::sign_access_token(
             app,
-            &user.id,
+            &presented.user.id,
             &presented.session_id,
             sessions::amr_claim(&presented.amr),
             now,
@@ -216,8 +216,8 @@ fn grant(
         expires_in: app.settings.access_ttl,
         refresh_token: successor,
         refresh_expires_in: app.settings.refresh_ttl,
-        session_id: presented.session_id.clone(),
-        user,
+        session_id: presented.session_id,
+        user: presented.user,
     })
 }
 
@@ -235,14 +235,14 @@ pub fn end_session(app: &App<'_>, token: &str, client: &Client) -> Result<(), Er
     app.db.batch(vec![
         sessions::revoke_one(
             app,
-            &presented.user_id,
+            &presented.user.id,
             &presented.session_id,
             Revocation::Logout,
         ),
         audit::record(
             app,
             audit::LOGOUT,
-            Some(&presented.user_id),
+            Some(&presented.user.id),
             client.ip_address.as_deref(),
             json!({ "session_id": presented.session_id }),
         ),

@@ -13,7 +13,7 @@ use crate::keys;
 use crate::ports::Statement;
 use crate::settings::SessionLimitPolicy;
 use crate::tokens::{self, Claims};
-use crate::users::User;
+use crate::users::{self, USER_COLUMN_COUNT, User};
 
 /// Device descriptions longer than this are cut.
 const MAX_DEVICE_INFO_CHARS: usize = 512;
@@ -290,7 +290,8 @@ pub fn sign_access_token(
 #[derive(Clone, Debug, PartialEq)]
 pub struct Authenticated {
     pub claims: Claims,
-    pub username: String,
+    /// The account, read in the same query as the session.
+    pub user: User,
 }
 
 /// Verifies an access token and that its session and user are live: not revoked, not
@@ -298,23 +299,24 @@ pub struct Authenticated {
 pub fn authenticate(app: &App<'_>, token: &str) -> Result<Authenticated, Error> {
     let now = app.now();
     let claims = tokens::verify(token, &keys::verifier(app)?, app.settings, now)?;
+    let sql = format!(
+        "SELECT {}, s.last_active_at FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.id = ? AND s.user_id = ? AND s.revoked_at IS NULL AND s.expires_at > ? \
+         AND u.is_active = 1",
+        users::user_columns_of("u")
+    );
     let row = app
         .db
-        .query_one(
-            "SELECT u.username, s.last_active_at FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.id = ? AND s.user_id = ? AND s.revoked_at IS NULL AND s.expires_at > ? \
-             AND u.is_active = 1",
-            &[text(&claims.sid), text(&claims.sub), integer(now)],
-        )?
+        .query_one(&sql, &[text(&claims.sid), text(&claims.sub), integer(now)])?
         .ok_or(Error::InvalidToken)?;
-    let username = row.text(0)?;
-    if now - row.integer(1)? >= LAST_ACTIVE_RESOLUTION_SECONDS {
+    let user = User::from_row(&row)?;
+    if now - row.integer(USER_COLUMN_COUNT)? >= LAST_ACTIVE_RESOLUTION_SECONDS {
         app.db.execute(
             "UPDATE sessions SET last_active_at = ? WHERE id = ? AND last_active_at < ?",
             &[integer(now), text(&claims.sid), integer(now)],
         )?;
     }
-    Ok(Authenticated { claims, username })
+    Ok(Authenticated { claims, user })
 }
 
 /// A live session as `GET /api/v1/sessions` shows it.

@@ -102,8 +102,21 @@ impl User {
     }
 }
 
+/// How many columns [`USER_COLUMNS`] names: a join's own columns come after them.
+pub const USER_COLUMN_COUNT: usize = 11;
+
 pub const USER_COLUMNS: &str = "id, username, email, mobile_number, password_hash, email_verified, \
                             is_active, is_admin, created_at, updated_at, mfa_enabled";
+
+/// [`USER_COLUMNS`] of the `users` table aliased `alias` in a join (`u.id, u.username,
+/// …`), in the order [`User::from_row`] reads them: a join puts them first.
+pub fn user_columns_of(alias: &str) -> String {
+    USER_COLUMNS
+        .split(", ")
+        .map(|column| format!("{alias}.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Reads an account by id.
 pub fn find_by_id(app: &App<'_>, id: &str) -> Result<Option<User>, Error> {
@@ -163,4 +176,17 @@ pub fn delete_statements(user_id: &str) -> Vec<Statement> {
     .chain(crate::mfa::delete_statements(user_id))
     .chain([statement("DELETE FROM users WHERE id = ?", id())])
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_reads_every_user_column_of_its_alias_in_order() {
+        let columns = user_columns_of("u");
+        assert_eq!(columns.split(", ").count(), USER_COLUMN_COUNT);
+        assert!(columns.starts_with("u.id, u.username, "));
+        assert!(columns.ends_with(", u.mfa_enabled"));
+    }
 }

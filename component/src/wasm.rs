@@ -328,13 +328,13 @@ impl wit_api::Guest for Component {
     }
 
     fn verify_access_token(token: String) -> Result<wit_api::VerifiedToken, wit_api::Error> {
-        with_app(|app| auth::verify_with_user(app, &token))
-            .map(|(authenticated, user)| wit_api::VerifiedToken {
+        with_app(|app| auth::verify_access_token(app, &token))
+            .map(|authenticated| wit_api::VerifiedToken {
                 user_id: authenticated.claims.sub,
-                username: authenticated.username,
+                username: authenticated.user.username.clone(),
                 session_id: authenticated.claims.sid,
                 expires_at: crate::app::rfc3339(authenticated.claims.exp),
-                user: to_wit_user(&user),
+                user: to_wit_user(&authenticated.user),
             })
             .map_err(to_wit_error)
     }

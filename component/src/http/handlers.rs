@@ -253,7 +253,7 @@ pub fn verify(context: &Context<'_>) -> Result<Response, Error> {
         &TokenInfo {
             valid: true,
             user_id: claims.sub.clone(),
-            username: authenticated.username.clone(),
+            username: authenticated.user.username.clone(),
             session_id: claims.sid.clone(),
             expires_at: rfc3339(claims.exp),
         },
@@ -266,9 +266,10 @@ pub fn verify(context: &Context<'_>) -> Result<Response, Error> {
     responses((status = 200, description = "The user.", body = User)))]
 pub fn me(context: &Context<'_>) -> Result<Response, Error> {
     let authenticated = context.authenticate()?;
-    let user =
-        auth::get_user(context.app, &authenticated.claims.sub).map_err(|_| Error::InvalidToken)?;
-    Ok(Response::json(200, &User::from(user.public())))
+    Ok(Response::json(
+        200,
+        &User::from(authenticated.user.public()),
+    ))
 }
 
 /// Trades a refresh token for new tokens (rotation).
