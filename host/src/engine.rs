@@ -40,6 +40,14 @@ const MEMORY_RESERVATION_BYTES: u64 = 4 << 30;
 /// accesses near the end of the index space.
 const MEMORY_GUARD_BYTES: u64 = 32 << 20;
 
+/// How much of each table the pool keeps resident when an instance ends: a table's used
+/// part (a few KiB for this component) is zeroed in place instead of handed back to the
+/// kernel. Handing it back cost a TLB shootdown (an inter-processor interrupt to every
+/// core running the process) at the instance's end and page faults at the next one's
+/// start: `GET /users/me` served 16–25 % more requests keeping them (BENCHMARKS.md, issue
+/// #14).
+const TABLE_KEEP_RESIDENT_BYTES: usize = 1 << 20;
+
 /// What one instance of the component is made of (checked when it is loaded, so a
 /// component that outgrows these fails at start-up, not under load): today 4 core
 /// instances (the module, the WASI adapter, shims), 2 tables and 1 linear memory.
@@ -62,8 +70,9 @@ pub fn new_engine() -> wasmtime::Result<Engine> {
 /// The pool's limits. A finished instance's linear memory is handed back to the kernel
 /// (wasmtime's default, no `linear_memory_keep_resident`): a request touches ~15 pages,
 /// which fault in again cheaply, while keeping memory resident made every instance's
-/// end copy or zero megabytes: `GET /users/me` served 1.6–1.7 × more requests without it
-/// (BENCHMARKS.md, issue #14).
+/// end copy or zero megabytes: `GET /users/me` served 1.6–1.7 × more requests without it,
+/// and still 1.3–1.5 × more than with 2 MiB kept (BENCHMARKS.md, issue #14). Tables are
+/// kept ([`TABLE_KEEP_RESIDENT_BYTES`]).
 fn pooling_config() -> PoolingAllocationConfig {
     let mut pooling = PoolingAllocationConfig::new();
     pooling
@@ -75,7 +84,8 @@ fn pooling_config() -> PoolingAllocationConfig {
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .max_tables_per_component(TABLES_PER_COMPONENT)
-        .max_memory_size(MAX_MEMORY_BYTES);
+        .max_memory_size(MAX_MEMORY_BYTES)
+        .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES);
     pooling
 }
 
