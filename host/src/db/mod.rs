@@ -8,6 +8,7 @@
 //! ([`sqlite`], [`postgres`], [`mysql`]) knows only its driver's options and types.
 
 mod errors;
+mod group_commit;
 mod mysql;
 pub(crate) mod pool;
 mod postgres;

@@ -14,6 +14,7 @@ use sqlx::query::Query;
 use sqlx::{Column as _, Encode, Executor, IntoArguments, Pool, Row as _, Type};
 
 use super::errors::{is_transaction_conflict, to_store_error};
+use super::group_commit::GroupCommit;
 use super::{Error, Rows, Statement, Value};
 
 /// A sqlx driver as the store uses it.
@@ -57,12 +58,15 @@ pub fn pool_options<DB: sqlx::Database>(max_connections: u32) -> PoolOptions<DB>
 /// The connection pools of one backend: one for statements that only read, one for
 /// those that write. On PostgreSQL and MySQL both are the same pool; SQLite writes
 /// through a pool of its own with one connection, so that writers queue in the host
-/// (first come, first served) instead of busy-waiting on the database file's lock.
+/// (first come, first served) instead of busy-waiting on the database file's lock, and
+/// its batches go through that connection's group commit.
 pub struct SqlPool<DB: sqlx::Database> {
     reads: Pool<DB>,
     writes: Pool<DB>,
     /// Whether `reads` and `writes` are two pools.
     split: bool,
+    /// Where batches go when the one writer connection commits them in groups.
+    group_commit: Option<GroupCommit>,
 }
 
 impl<DB: sqlx::Database> Clone for SqlPool<DB> {
@@ -71,6 +75,7 @@ impl<DB: sqlx::Database> Clone for SqlPool<DB> {
             reads: self.reads.clone(),
             writes: self.writes.clone(),
             split: self.split,
+            group_commit: self.group_commit.clone(),
         }
     }
 }
@@ -82,15 +87,18 @@ impl<DB: sqlx::Database> SqlPool<DB> {
             reads: pool.clone(),
             writes: pool,
             split: false,
+            group_commit: None,
         }
     }
 
-    /// Reads through `reads`, writes through `writes`.
-    pub fn split(reads: Pool<DB>, writes: Pool<DB>) -> Self {
+    /// Reads through `reads`, writes through `writes` (one connection), batches through
+    /// `group_commit`, which serves `writes`.
+    pub fn split(reads: Pool<DB>, writes: Pool<DB>, group_commit: GroupCommit) -> Self {
         Self {
             reads,
             writes,
             split: true,
+            group_commit: Some(group_commit),
         }
     }
 
@@ -171,6 +179,9 @@ where
     /// victim, or could not serialise, was rolled back whole: it runs again, after a
     /// short random pause, up to [`CONFLICT_ATTEMPTS`] times in all.
     pub async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<u64>, Error> {
+        if let Some(group_commit) = &self.group_commit {
+            return group_commit.batch(statements).await;
+        }
         let mut attempt = 1;
         loop {
             match self.run_batch(&statements).await {
@@ -187,30 +198,71 @@ where
     }
 
     /// One try at a batch: the affected rows, or the index of the statement whose
-    /// `expect-rows` was not met (everything rolled back).
+    /// `expect-rows` was not met (everything rolled back). A statement that fails rolls
+    /// the transaction back before the connection goes back to the pool.
     async fn run_batch(
         &self,
         statements: &[Statement],
     ) -> Result<Result<Vec<u64>, usize>, sqlx::Error> {
         let mut transaction = self.writes.begin_with(DB::BEGIN).await?;
-        let mut affected = Vec::with_capacity(statements.len());
-        for (index, statement) in statements.iter().enumerate() {
-            let result = bind::<DB>(sqlx::query(&statement.sql), &statement.params)
-                .execute(&mut *transaction)
-                .await?;
-            let rows = DB::rows_affected(&result);
-            if statement
-                .expect_rows
-                .is_some_and(|expected| expected != rows)
-            {
-                transaction.rollback().await?;
-                return Ok(Err(index));
+        match run_statements::<DB>(&mut transaction, statements).await {
+            Ok(affected) => {
+                transaction.commit().await?;
+                Ok(Ok(affected))
             }
-            affected.push(rows);
+            Err(Stopped::Guard(index)) => {
+                transaction.rollback().await?;
+                Ok(Err(index))
+            }
+            Err(Stopped::Failed(error)) => {
+                // The statement's error is the one to report, whatever the rollback
+                // says (it fails when the database ended the transaction itself).
+                let _ = transaction.rollback().await;
+                Err(error)
+            }
         }
-        transaction.commit().await?;
-        Ok(Ok(affected))
     }
+}
+
+/// Why a batch's statements stopped before the last one.
+pub(super) enum Stopped {
+    /// The statement at this index did not affect the rows its `expect-rows` names.
+    Guard(usize),
+    /// A statement failed.
+    Failed(sqlx::Error),
+}
+
+/// Runs a batch's statements in order on `connection` (inside a transaction the caller
+/// holds), checking each one's `expect-rows`; the rows each affected.
+pub(super) async fn run_statements<DB>(
+    connection: &mut DB::Connection,
+    statements: &[Statement],
+) -> Result<Vec<u64>, Stopped>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+{
+    let mut affected = Vec::with_capacity(statements.len());
+    for (index, statement) in statements.iter().enumerate() {
+        let result = bind::<DB>(sqlx::query(&statement.sql), &statement.params)
+            .execute(&mut *connection)
+            .await
+            .map_err(Stopped::Failed)?;
+        let rows = DB::rows_affected(&result);
+        if statement
+            .expect_rows
+            .is_some_and(|expected| expected != rows)
+        {
+            return Err(Stopped::Guard(index));
+        }
+        affected.push(rows);
+    }
+    Ok(affected)
 }
 
 /// How many times a batch runs at most when the database rolls it back as a deadlock's
@@ -270,6 +322,6 @@ fn decode_row<DB: Backend>(row: &DB::Row) -> Result<Vec<Value>, Error> {
 }
 
 /// A statement's index as the WIT error reports it (a batch never holds 2^32 of them).
-fn batch_index(index: usize) -> u32 {
+pub(super) fn batch_index(index: usize) -> u32 {
     u32::try_from(index).unwrap_or(u32::MAX)
 }

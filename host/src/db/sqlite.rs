@@ -1,6 +1,7 @@
 //! SQLite, the default database: a file created with its folder on first start, readable
 //! by its owner only, in WAL mode with foreign keys on and a 5 s busy timeout; writes go
-//! through one connection, reads through a pool.
+//! through one connection, whose batches are committed in groups (`group_commit`),
+//! reads through a pool.
 
 use std::path::Path;
 use std::str::FromStr as _;
@@ -13,12 +14,10 @@ use sqlx::pool::PoolOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqliteQueryResult, SqliteRow, SqliteValueRef,
 };
-use sqlx::{
-    Connection as _, Decode, Row as _, Sqlite, TransactionManager as _, TypeInfo as _,
-    ValueRef as _,
-};
+use sqlx::{Decode, Row as _, Sqlite, TransactionManager as _, TypeInfo as _, ValueRef as _};
 
 use super::Value;
+use super::group_commit::{self, GroupCommit};
 use super::pool::{Backend, SqlPool, pool_options};
 
 static MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -66,7 +65,9 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlPool<
         .connect_with(options)
         .await
         .context("opening the SQLite database")?;
-    Ok(SqlPool::split(reads, writes))
+    let (group_commit, queue) = GroupCommit::new();
+    tokio::spawn(group_commit::serve(writes.clone(), queue));
+    Ok(SqlPool::split(reads, writes, group_commit))
 }
 
 /// The pool options for connections to a local file: no network can break them, so a
@@ -81,12 +82,14 @@ fn local_pool_options(max_connections: u32) -> PoolOptions<Sqlite> {
 /// an I/O error), sqlx's ROLLBACK then fails and sqlx goes on counting the transaction
 /// as open, so every later BEGIN on that connection would fail ("non-zero transaction
 /// depth") and every write would answer 500 until a restart.
+///
+/// The depth is read as sqlx counts it now, with no round trip to the connection's
+/// worker thread: a batch commits or rolls back before it gives the connection back
+/// (`pool::run_batch`), so only a transaction dropped half-way (its rollback still
+/// queued) reads as open too, and that rare connection is closed and opened again.
 fn writer_pool_options() -> PoolOptions<Sqlite> {
     local_pool_options(WRITER_CONNECTIONS).after_release(|connection, _| {
         Box::pin(async move {
-            // A dropped transaction's rollback is queued on the connection's worker
-            // thread; the ping's answer comes after it.
-            connection.ping().await?;
             Ok(
                 <Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(connection)
                     == 0,
