@@ -3,9 +3,10 @@
 //! A login, a registration or a password change spends tens of milliseconds of CPU and
 //! ~19 MiB of memory on Argon2id. Started all at once, a burst of them slows every
 //! request down together and grows memory with the number of waiting clients. So they
-//! run at most one per core, first come first served; the others wait in a queue of at
-//! most `PORTCULLIS_HASH_QUEUE` requests, holding no instance and no memory; past that
-//! they are answered 503 at once. Requests that hash nothing never wait here.
+//! run at most [`REQUESTS_PER_CORE`] per core, first come first served; the others wait
+//! in a queue of at most `PORTCULLIS_HASH_QUEUE` requests, holding no instance and no
+//! memory; past that they are answered 503 at once. Requests that hash nothing never
+//! wait here. The hashes themselves run one per core (`hashing.rs`).
 //!
 //! Which requests hash is the component's knowledge, not the host's: its
 //! `/openapi.json` marks those operations with `x-portcullis-hashes-password`.
@@ -17,6 +18,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::Context as _;
 use hyper::Method;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+
+/// How many requests that hash run at once per core: two, so that one request's
+/// database work and answer overlap another's hash (the hashes still take one core
+/// each). Logins ran 3–16 % faster than with one per core (BENCHMARKS.md, issue #14).
+pub const REQUESTS_PER_CORE: usize = 2;
 
 /// The OpenAPI extension that marks an operation that hashes a password.
 const HASHES_PASSWORD: &str = "x-portcullis-hashes-password";

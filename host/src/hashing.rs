@@ -1,9 +1,15 @@
 //! `portcullis:auth/password-hashing` (`wit/hashing.wit`) for the component: the Argon2
 //! kernel of `hasher/`, run natively (AVX2 when the CPU has it) on tokio's blocking pool,
 //! so that a hash never stalls the threads that serve other requests. The component keeps
-//! every rule (parameters, salt, encoding, comparison); how many hashes run at once is
-//! the admission queue's business (`admission.rs`: one per core).
+//! every rule (parameters, salt, encoding, comparison).
+//!
+//! At most one hash per core runs at once ([`HashingSlots`]): the admission queue lets
+//! two hashing requests per core in (`admission.rs`), so that one's database work
+//! overlaps another's hash, and the slots keep their hashes from sharing a core.
 
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 use wasmtime::component::{HasData, Linker};
 
 mod bindings {
@@ -22,10 +28,31 @@ mod bindings {
 
 use bindings::portcullis::auth::password_hashing as wit;
 
-/// The kernel as the generated host functions see it (it holds no state).
-pub struct Kernel;
+/// One slot per core for the hashes of every instance; cheap to clone.
+#[derive(Clone)]
+pub struct HashingSlots(Arc<Semaphore>);
 
-impl wit::Host for Kernel {
+impl HashingSlots {
+    /// As many slots as the process may use cores.
+    pub fn one_per_core() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        Self(Arc::new(Semaphore::new(cores)))
+    }
+}
+
+/// The kernel as the generated host functions see it: the shared slots.
+pub struct Kernel<'a> {
+    slots: &'a HashingSlots,
+}
+
+impl<'a> Kernel<'a> {
+    /// The kernel for one instance, hashing within `slots`.
+    pub fn new(slots: &'a HashingSlots) -> Self {
+        Self { slots }
+    }
+}
+
+impl wit::Host for Kernel<'_> {
     async fn argon2(
         &mut self,
         password: Vec<u8>,
@@ -33,6 +60,12 @@ impl wit::Host for Kernel {
         params: wit::Argon2Params,
     ) -> Result<Vec<u8>, String> {
         let params = native_params(params);
+        let _slot = self
+            .slots
+            .0
+            .acquire()
+            .await
+            .map_err(|_| "the hashing slots are closed".to_owned())?;
         tokio::task::spawn_blocking(move || portcullis_hasher::argon2(&password, &salt, &params))
             .await
             .unwrap_or_else(|error| Err(format!("the hashing task ended early: {error}")))
@@ -57,10 +90,14 @@ fn native_params(params: wit::Argon2Params) -> portcullis_hasher::Argon2Params {
 struct HasKernel;
 
 impl HasData for HasKernel {
-    type Data<'a> = Kernel;
+    type Data<'a> = Kernel<'a>;
 }
 
-/// Adds `portcullis:auth/password-hashing` to `linker`.
-pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, HasKernel>(linker, |_| Kernel)
+/// Adds `portcullis:auth/password-hashing` to `linker`, served by the kernel `get_kernel`
+/// returns.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get_kernel: fn(&mut T) -> Kernel<'_>,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasKernel>(linker, get_kernel)
 }

@@ -181,7 +181,7 @@ fn new_linker(engine: &Engine) -> wasmtime::Result<Linker<InstanceState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     crate::db::add_to_linker(&mut linker, InstanceState::store_view)?;
-    crate::hashing::add_to_linker(&mut linker)?;
+    crate::hashing::add_to_linker(&mut linker, InstanceState::hashing_kernel)?;
     crate::wasi_config::add_to_linker(&mut linker, InstanceState::config_view)?;
     Ok(linker)
 }

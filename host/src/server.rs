@@ -108,7 +108,8 @@ impl Observability {
             .context("reading the routes of the component's /openapi.json")?;
         let metrics = Metrics::new(routes, instances, database, host.database.max_connections)?;
         let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-        let admission = Admission::from_openapi(&document, cores, host.hash_queue)
+        let concurrency = cores * crate::admission::REQUESTS_PER_CORE;
+        let admission = Admission::from_openapi(&document, concurrency, host.hash_queue)
             .context("reading the password-hashing operations of the component's /openapi.json")?;
         let admission = Arc::new(admission);
         metrics.register_admission(&admission)?;

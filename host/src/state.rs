@@ -1,5 +1,5 @@
 //! What one component instance's `Store` holds: its own WASI and HTTP contexts, and
-//! the database and settings that every instance shares.
+//! the database, settings and hashing slots that every instance shares.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::clock::SystemClock;
 use crate::component_log::ComponentLog;
 use crate::db::{Database, StoreView};
+use crate::hashing::{HashingSlots, Kernel};
 use crate::wasi_config::ConfigView;
 
 /// What the host supplies to every instance, cheap to clone.
@@ -18,6 +19,7 @@ use crate::wasi_config::ConfigView;
 pub struct SharedImports {
     database: Database,
     settings: Arc<HashMap<String, String>>,
+    hashing: HashingSlots,
 }
 
 impl SharedImports {
@@ -27,6 +29,7 @@ impl SharedImports {
         Self {
             database,
             settings: Arc::new(settings),
+            hashing: HashingSlots::one_per_core(),
         }
     }
 
@@ -59,6 +62,11 @@ impl InstanceState {
     /// The `portcullis:auth/store` view.
     pub fn store_view(&mut self) -> StoreView<'_> {
         StoreView::new(&self.imports.database)
+    }
+
+    /// The `portcullis:auth/password-hashing` kernel.
+    pub fn hashing_kernel(&mut self) -> Kernel<'_> {
+        Kernel::new(&self.imports.hashing)
     }
 
     /// The `wasi:config/store` view.

@@ -510,8 +510,9 @@ api_tests! {
         let app = spawn_app();
         let address = socket_address(&app);
         // More than the instance slots on a route that hashes nothing, and more than the
-        // hashing turns (one per core of this machine, the host's) on two that do.
-        let hashing_turns = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        // hashing turns (two per core of this machine, the host's) on each of two that do.
+        let hashing_turns =
+            2 * std::thread::available_parallelism().map_or(1, |cores| cores.get());
         let mut stalled: Vec<TcpStream> = (0..INSTANCE_SLOTS + 8)
             .map(|_| stalled_client(address, "/api/v1/auth/refresh"))
             .collect();
