@@ -181,6 +181,28 @@ mod tests {
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
     use sqlx::{Row as _, Sqlite};
 
+    /// A one-connection pool on a fresh WAL file holding the table `t`, and the folder
+    /// the file is in (removed when dropped).
+    async fn scratch_table() -> (tempfile::TempDir, Pool<Sqlite>) {
+        let folder = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(folder.path().join("scratch.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let pool = sqlx::pool::PoolOptions::<Sqlite>::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, marked INTEGER)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        (folder, pool)
+    }
+
     fn statement(sql: &str, params: Vec<Value>, expect_rows: Option<u64>) -> Statement {
         Statement {
             sql: sql.to_owned(),
@@ -210,22 +232,7 @@ mod tests {
     /// of a batch before it in the same group.
     #[tokio::test]
     async fn each_batch_of_a_group_keeps_its_own_outcome() {
-        let folder = tempfile::tempdir().unwrap();
-        let options = SqliteConnectOptions::new()
-            .filename(folder.path().join("group.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let pool = sqlx::pool::PoolOptions::<Sqlite>::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .unwrap();
-        sqlx::query(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, marked INTEGER)",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
+        let (_folder, pool) = scratch_table().await;
         sqlx::query("INSERT INTO t (id, name) VALUES (100, 'taken')")
             .execute(&pool)
             .await
@@ -274,22 +281,7 @@ mod tests {
     /// success stored, every failure absent.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_batches_are_stored_exactly_when_answered_success() {
-        let folder = tempfile::tempdir().unwrap();
-        let options = SqliteConnectOptions::new()
-            .filename(folder.path().join("queue.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let pool = sqlx::pool::PoolOptions::<Sqlite>::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .unwrap();
-        sqlx::query(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, marked INTEGER)",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
+        let (_folder, pool) = scratch_table().await;
         let (group_commit, queue) = GroupCommit::new();
         tokio::spawn(serve(pool.clone(), queue));
 
