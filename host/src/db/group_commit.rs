@@ -1,4 +1,4 @@
-//! Group commit for a database with one writer connection (SQLite): the batches that
+//! Group commit for SQLite's one writer connection: the batches that
 //! queue for the writer while it commits run together in the next transaction, each
 //! under a savepoint of its own, and one commit (one `fsync` of the write-ahead log)
 //! makes them all durable.
@@ -11,11 +11,12 @@
 //! before it exactly as if they had committed one by one. Under no load a group is one
 //! batch; nothing waits to fill a group.
 
-use sqlx::{Executor, IntoArguments, Pool, Type};
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Pool, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
 use super::errors::to_store_error;
-use super::pool::{Backend, Stopped, batch_index, run_statements};
+use super::pool::{Backend, SqlPool, Stopped, batch_index};
 use super::{Error, Statement};
 
 /// The most batches one transaction holds (as many as instances can wait at once).
@@ -61,16 +62,7 @@ fn writer_stopped() -> Error {
 /// The writer task: takes the first waiting batch and every other one queued by then
 /// (up to [`MAX_GROUP`]), runs them in one transaction on `writes`, and so on until
 /// every [`GroupCommit`] is dropped.
-pub async fn serve<DB>(writes: Pool<DB>, mut queue: mpsc::Receiver<Job>)
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + Type<DB>,
-    for<'q> f64: sqlx::Encode<'q, DB> + Type<DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + Type<DB>,
-    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + Type<DB>,
-{
+pub async fn serve(writes: Pool<Sqlite>, mut queue: mpsc::Receiver<Job>) {
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -84,27 +76,18 @@ where
 }
 
 /// Runs `group` in one transaction and answers every batch in it.
-async fn commit_group<DB>(writes: &Pool<DB>, group: Vec<Job>)
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + Type<DB>,
-    for<'q> f64: sqlx::Encode<'q, DB> + Type<DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + Type<DB>,
-    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + Type<DB>,
-{
-    let mut transaction = match writes.begin_with(DB::BEGIN).await {
+async fn commit_group(writes: &Pool<Sqlite>, group: Vec<Job>) {
+    let mut transaction = match writes.begin_with(<Sqlite as Backend>::BEGIN).await {
         Ok(transaction) => transaction,
         Err(error) => {
-            let error = to_store_error::<DB>(error);
+            let error = to_store_error::<Sqlite>(error);
             return answer_all(group.into_iter().map(|job| job.reply), &error);
         }
     };
     let mut ran = Vec::with_capacity(group.len());
     let mut jobs = group.into_iter();
     while let Some(job) = jobs.next() {
-        match run_in_savepoint::<DB>(&mut transaction, &job.statements).await {
+        match run_in_savepoint(&mut transaction, &job.statements).await {
             Ok(Ok(affected)) => ran.push((job.reply, affected)),
             Ok(Err(error)) => {
                 let _ = job.reply.send(Err(error));
@@ -112,7 +95,7 @@ where
             Err(error) => {
                 // The database ended the transaction itself (a full disk, an I/O
                 // error): nothing of this group is stored.
-                let error = to_store_error::<DB>(error);
+                let error = to_store_error::<Sqlite>(error);
                 let _ = transaction.rollback().await;
                 let waiting = jobs.map(|job| job.reply);
                 let ran = ran.into_iter().map(|(reply, _)| reply);
@@ -128,7 +111,7 @@ where
         }
         Err(error) => answer_all(
             ran.into_iter().map(|(reply, _)| reply),
-            &to_store_error::<DB>(error),
+            &to_store_error::<Sqlite>(error),
         ),
     }
 }
@@ -136,24 +119,15 @@ where
 /// Runs one batch under a savepoint: `Ok(Ok(_))` when it ran whole, `Ok(Err(_))` when
 /// it was rolled back to its savepoint (a guard not met, or a statement's error), and
 /// `Err(_)` when even that failed, so the transaction is gone.
-async fn run_in_savepoint<DB>(
-    connection: &mut DB::Connection,
+async fn run_in_savepoint(
+    connection: &mut SqliteConnection,
     statements: &[Statement],
-) -> Result<Outcome, sqlx::Error>
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + Type<DB>,
-    for<'q> f64: sqlx::Encode<'q, DB> + Type<DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + Type<DB>,
-    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + Type<DB>,
-{
+) -> Result<Outcome, sqlx::Error> {
     // Savepoints of the batches that ran stay open: the commit releases them all.
     sqlx::query("SAVEPOINT batch")
         .execute(&mut *connection)
         .await?;
-    let stopped = match run_statements::<DB>(connection, statements).await {
+    let stopped = match SqlPool::<Sqlite>::run_statements(connection, statements).await {
         Ok(affected) => return Ok(Ok(affected)),
         Err(stopped) => stopped,
     };
@@ -162,7 +136,7 @@ where
         .await;
     match (stopped, rolled_back) {
         (Stopped::Guard(index), Ok(_)) => Ok(Err(Error::ConditionFailed(batch_index(index)))),
-        (Stopped::Failed(error), Ok(_)) => Ok(Err(to_store_error::<DB>(error))),
+        (Stopped::Failed(error), Ok(_)) => Ok(Err(to_store_error::<Sqlite>(error))),
         // The statement's error says why the transaction ended.
         (Stopped::Failed(error), Err(_)) | (Stopped::Guard(_), Err(error)) => Err(error),
     }
@@ -178,8 +152,8 @@ fn answer_all(replies: impl Iterator<Item = oneshot::Sender<Outcome>>, error: &E
 mod tests {
     use super::*;
     use crate::db::Value;
+    use sqlx::Row as _;
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
-    use sqlx::{Row as _, Sqlite};
 
     /// A one-connection pool on a fresh WAL file holding the table `t`, and the folder
     /// the file is in (removed when dropped).

@@ -205,7 +205,7 @@ where
         statements: &[Statement],
     ) -> Result<Result<Vec<u64>, usize>, sqlx::Error> {
         let mut transaction = self.writes.begin_with(DB::BEGIN).await?;
-        match run_statements::<DB>(&mut transaction, statements).await {
+        match Self::run_statements(&mut transaction, statements).await {
             Ok(affected) => {
                 transaction.commit().await?;
                 Ok(Ok(affected))
@@ -222,6 +222,30 @@ where
             }
         }
     }
+
+    /// Runs a batch's statements in order on `connection` (inside a transaction the caller
+    /// holds), checking each one's `expect-rows`; the rows each affected.
+    pub(super) async fn run_statements(
+        connection: &mut DB::Connection,
+        statements: &[Statement],
+    ) -> Result<Vec<u64>, Stopped> {
+        let mut affected = Vec::with_capacity(statements.len());
+        for (index, statement) in statements.iter().enumerate() {
+            let result = bind::<DB>(sqlx::query(&statement.sql), &statement.params)
+                .execute(&mut *connection)
+                .await
+                .map_err(Stopped::Failed)?;
+            let rows = DB::rows_affected(&result);
+            if statement
+                .expect_rows
+                .is_some_and(|expected| expected != rows)
+            {
+                return Err(Stopped::Guard(index));
+            }
+            affected.push(rows);
+        }
+        Ok(affected)
+    }
 }
 
 /// Why a batch's statements stopped before the last one.
@@ -230,39 +254,6 @@ pub(super) enum Stopped {
     Guard(usize),
     /// A statement failed.
     Failed(sqlx::Error),
-}
-
-/// Runs a batch's statements in order on `connection` (inside a transaction the caller
-/// holds), checking each one's `expect-rows`; the rows each affected.
-pub(super) async fn run_statements<DB>(
-    connection: &mut DB::Connection,
-    statements: &[Statement],
-) -> Result<Vec<u64>, Stopped>
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> f64: Encode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
-{
-    let mut affected = Vec::with_capacity(statements.len());
-    for (index, statement) in statements.iter().enumerate() {
-        let result = bind::<DB>(sqlx::query(&statement.sql), &statement.params)
-            .execute(&mut *connection)
-            .await
-            .map_err(Stopped::Failed)?;
-        let rows = DB::rows_affected(&result);
-        if statement
-            .expect_rows
-            .is_some_and(|expected| expected != rows)
-        {
-            return Err(Stopped::Guard(index));
-        }
-        affected.push(rows);
-    }
-    Ok(affected)
 }
 
 /// How many times a batch runs at most when the database rolls it back as a deadlock's
