@@ -63,9 +63,8 @@ pub fn pool_options<DB: sqlx::Database>(max_connections: u32) -> PoolOptions<DB>
 pub struct SqlPool<DB: sqlx::Database> {
     reads: Pool<DB>,
     writes: Pool<DB>,
-    /// Whether `reads` and `writes` are two pools.
-    split: bool,
-    /// Where batches go when the one writer connection commits them in groups.
+    /// Where batches go when `writes` is a pool of its own whose one connection commits
+    /// them in groups; `None` when `reads` and `writes` are the same pool.
     group_commit: Option<GroupCommit>,
 }
 
@@ -74,7 +73,6 @@ impl<DB: sqlx::Database> Clone for SqlPool<DB> {
         Self {
             reads: self.reads.clone(),
             writes: self.writes.clone(),
-            split: self.split,
             group_commit: self.group_commit.clone(),
         }
     }
@@ -86,7 +84,6 @@ impl<DB: sqlx::Database> SqlPool<DB> {
         Self {
             reads: pool.clone(),
             writes: pool,
-            split: false,
             group_commit: None,
         }
     }
@@ -97,9 +94,13 @@ impl<DB: sqlx::Database> SqlPool<DB> {
         Self {
             reads,
             writes,
-            split: true,
             group_commit: Some(group_commit),
         }
+    }
+
+    /// Whether `reads` and `writes` are two pools (only split pools commit in groups).
+    fn is_split(&self) -> bool {
+        self.group_commit.is_some()
     }
 
     /// The pool that writes, for migrations.
@@ -110,7 +111,7 @@ impl<DB: sqlx::Database> SqlPool<DB> {
     /// Closes every connection, waiting for those in use to be returned.
     pub async fn close(&self) {
         self.reads.close().await;
-        if self.split {
+        if self.is_split() {
             self.writes.close().await;
         }
     }
@@ -118,7 +119,7 @@ impl<DB: sqlx::Database> SqlPool<DB> {
     /// The connections open now, and how many of them are idle (for the metrics).
     pub fn connections(&self) -> (u32, usize) {
         let (reads, writes) = (&self.reads, &self.writes);
-        if self.split {
+        if self.is_split() {
             (
                 reads.size() + writes.size(),
                 reads.num_idle() + writes.num_idle(),

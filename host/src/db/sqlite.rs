@@ -84,9 +84,10 @@ fn local_pool_options(max_connections: u32) -> PoolOptions<Sqlite> {
 /// depth") and every write would answer 500 until a restart.
 ///
 /// The depth is read as sqlx counts it now, with no round trip to the connection's
-/// worker thread: a batch commits or rolls back before it gives the connection back
-/// (`pool::run_batch`), so only a transaction dropped half-way (its rollback still
-/// queued) reads as open too, and that rare connection is closed and opened again.
+/// worker thread: a group of batches commits or rolls back before it gives the
+/// connection back (`group_commit::commit_group`), so only a transaction dropped
+/// half-way (its rollback still queued) reads as open too, and that rare connection is
+/// closed and opened again.
 fn writer_pool_options() -> PoolOptions<Sqlite> {
     local_pool_options(WRITER_CONNECTIONS).after_release(|connection, _| {
         Box::pin(async move {
